@@ -1,0 +1,200 @@
+"""The `facegen` command: parse arguments, call the library, print.
+
+    facegen data info ../shared/data/celeba-9k
+    facegen prepare ../shared/data/celeba-9k --size 64 --out cache/celeba9k-64
+    facegen train cgan --data cache/celeba9k-64 --attrs young,male,blond --out runs/cgan
+    facegen generate young=1 blond=1 male=0 attractive=1 -n 16 --seed 0 -o faces.png
+
+Every error a user can cause is a `FacegenError`: one line on stderr, exit 2.
+Heavy libraries are imported inside the handlers so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from facegen import __version__
+from facegen.errors import FacegenError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with 2 and one line, like every other user error."""
+
+    def error(self, message: str) -> None:  # noqa: D102 - argparse API
+        raise FacegenError(f"{self.prog}: {message} (see --help)")
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _cmd_data_info(args: argparse.Namespace) -> int:
+    from facegen.data import format_info, open_any
+
+    print(format_info(open_any(args.data)))
+    return 0
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from facegen.data import prepare_cache
+
+    result = prepare_cache(args.data, size=args.size, out=args.out, workers=args.workers,
+                           progress=not args.quiet, force=args.force)
+    print(result.summary())
+    return 0
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import json
+
+    from facegen.training.loop import training_loop
+    from facegen.training.options import build_options
+
+    given = {"data": args.data, "attributes": args.attrs, "size": args.size, "steps": args.steps,
+             "batch_size": args.batch_size, "seed": args.seed, "run_dir": args.out, "resume": args.resume,
+             "log_every": args.log_every, "sample_every": args.sample_every, "checkpoint_every": args.checkpoint_every,
+             "accelerator": args.accelerator, "devices": args.devices, "num_nodes": args.num_nodes,
+             "strategy": args.strategy, "precision": args.precision, "threads": args.threads,
+             "max_seconds": args.max_minutes * 60 if args.max_minutes else None,
+             "progress": False if args.no_progress else None}
+    settings = list(args.set or [])
+    if getattr(args, "preset", None):
+        settings.append(f"preset={json.dumps(args.preset)}")
+    options = build_options(model=args.model, given=given, settings=settings)
+    run_dir = training_loop(**options)
+    print(f"done: {run_dir} (model in {run_dir / 'model'})")
+    return 0
+
+
+# --------------------------------------------------------------------------- generate
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from facegen.attributes import format_request
+    from facegen.data import make_grid
+    from facegen.pipelines.generate import GenerationPipeline
+    from facegen.pipelines.output import check_writable
+
+    check_writable(args.output if not args.out_dir else None, args.out_dir)
+    pipe = GenerationPipeline.from_pretrained(args.model)
+    request = list(args.attributes) + ([args.attributes_file] if args.attributes_file else [])
+    out = pipe(request, n=args.n, generator=torch.Generator().manual_seed(args.seed), extrapolate=args.extrapolate)
+    records = [{"index": i, **{name: round(float(v), 4) for name, v in zip(out.attribute_names, row)}}
+               for i, row in enumerate(out.attributes)]
+    if args.out_dir:
+        from pathlib import Path
+
+        folder = Path(args.out_dir)
+        for i, image in enumerate(out.images):
+            image.save(folder / f"face-{i:04d}.png")
+        sidecar = folder / "attributes.json"
+        where = f"{len(out.images)} faces in {folder}/"
+    else:
+        columns = args.nrow or min(8, args.n)
+        make_grid(out.x, nrow=columns).save(args.output)
+        sidecar = _sidecar(args.output)
+        where = f"a grid of {len(out.images)} faces in {args.output}"
+    sidecar.write_text(json.dumps({"model": str(pipe.pretrained.path), "seed": args.seed, "request": out.request,
+                                   "faces": records}, indent=1) + "\n")
+    print(f"wrote {where} ({format_request(out.request) or 'no attributes named'}; "
+          f"the values of every face are in {sidecar})")
+    return 0
+
+
+def _sidecar(image_path: str):
+    from pathlib import Path
+
+    path = Path(image_path)
+    return path.with_name(path.stem + ".json")
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="facegen", description=__doc__.split("\n\n")[0],
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"facegen {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    data = commands.add_parser("data", help="inspect a data set")
+    data_commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    data_commands.required = True
+    info = data_commands.add_parser("info", help="layout, split counts and attribute frequencies of a data set")
+    info.add_argument("data", help="a CelebA folder (any of its layouts), a custom image folder with a CSV, or a cache")
+    info.set_defaults(handler=_cmd_data_info)
+
+    prepare = commands.add_parser("prepare", help="decode, crop and resize a data set once into a cache for training")
+    prepare.add_argument("data", help="a CelebA folder (any of its layouts) or a custom image folder with a CSV")
+    prepare.add_argument("--size", type=int, default=64, help="side of the square images in pixels (default 64)")
+    prepare.add_argument("--out", required=True, help="folder for the cache")
+    prepare.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
+    prepare.add_argument("--force", action="store_true", help="rebuild even if a valid cache for this input exists")
+    prepare.add_argument("--quiet", action="store_true", help="no progress bar")
+    prepare.set_defaults(handler=_cmd_prepare)
+
+    train = commands.add_parser("train", help="train a model (cgan, fader, cvae or the attribute classifier)")
+    train.add_argument("model", choices=("cgan", "fader", "cvae", "classifier"))
+    train.add_argument("--data", help="a cache from `facegen prepare`, or a data set folder (cached on first use)")
+    train.add_argument("--attrs", help="attributes to condition on, e.g. young,male,blond,smiling (or all)")
+    train.add_argument("--out", help="run folder (new, or the run being resumed)")
+    train.add_argument("--resume", help="continue a run from its folder or checkpoints/last.pt")
+    train.add_argument("--size", type=int, help="image side in pixels (default 64)")
+    train.add_argument("--steps", type=int, help="total training steps (default 5000)")
+    train.add_argument("--batch-size", type=int, help="images per step over all devices (default 64)")
+    train.add_argument("--seed", type=int, help="seed of initialisation, data order and noise (default 0)")
+    train.add_argument("--preset", choices=("default", "study2018"), help="cgan only: the architecture and loss")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="a setting of the model's recipe, e.g. --set lr_g=1e-4 (repeatable)")
+    train.add_argument("--log-every", type=int, help="steps between log lines (default 50)")
+    train.add_argument("--sample-every", type=int, help="steps between sample grids (default 500)")
+    train.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 500)")
+    train.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this many minutes")
+    scale = train.add_argument_group("devices (Lightning Fabric)")
+    scale.add_argument("--accelerator", help="cpu, cuda, mps or auto (default auto)")
+    scale.add_argument("--devices", help="devices per node: a number, a list or auto (default 1)")
+    scale.add_argument("--num-nodes", type=int, help="machines (default 1)")
+    scale.add_argument("--strategy", help="auto, ddp, ddp_spawn, ... (default auto)")
+    scale.add_argument("--precision", help="32-true, bf16-mixed or 16-mixed (default 32-true)")
+    scale.add_argument("--threads", type=int, help="CPU threads per process")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(handler=_cmd_train)
+
+    generate = commands.add_parser("generate", help="make faces with the attributes you ask for")
+    generate.add_argument("attributes", nargs="*", metavar="NAME=VALUE",
+                          help="e.g. young=1 blond=1 male=0 attractive=1 (values in [0, 1]); unnamed ones follow the data")
+    generate.add_argument("--attributes-file", help="a YAML or JSON file of name: value pairs")
+    generate.add_argument("--model", default="cgan", help="a shipped model (cgan, cvae) or a model folder (default cgan)")
+    generate.add_argument("-n", type=int, default=16, help="number of faces (default 16)")
+    generate.add_argument("--seed", type=int, default=0, help="the same seed gives the same faces (default 0)")
+    generate.add_argument("-o", "--output", default="faces.png", help="grid image to write (default faces.png)")
+    generate.add_argument("--out-dir", help="write one PNG per face into this folder instead of a grid")
+    generate.add_argument("--nrow", type=int, help="faces per row of the grid (default 8)")
+    generate.add_argument("--extrapolate", action="store_true", help="allow values beyond [0, 1] (up to -3..4)")
+    generate.set_defaults(handler=_cmd_generate)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.handler(args)
+    except FacegenError as error:
+        print(f"facegen: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("facegen: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

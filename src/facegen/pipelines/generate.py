@@ -1,0 +1,101 @@
+"""Faces from attributes, with any model that can sample: the cGAN or the cVAE.
+
+    >>> import torch
+    >>> from facegen.pipelines import GenerationPipeline
+    >>> pipe = GenerationPipeline.from_pretrained("cgan")              # doctest: +SKIP
+    >>> out = pipe("young=1 blond=1 male=0 attractive=1", n=4,
+    ...            generator=torch.Generator().manual_seed(0))          # doctest: +SKIP
+    >>> out.images[0].size                                              # doctest: +SKIP
+    (64, 64)
+
+Attributes the request leaves out are drawn from the training labels given
+the ones it names (the model's `AttributePrior`), and returned beside the
+images so that a user can see what each face was asked to be.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from facegen.attributes import AttributePrior, parse_request
+from facegen.errors import FacegenError
+from facegen.pretrained import Pretrained, load_pretrained
+
+MAX_FACES = 4096  # one call; more is almost surely a typo, and a grid that big is unviewable
+
+
+@dataclass
+class GenerationOutput:
+    images: list[Image.Image]   # n faces
+    attributes: np.ndarray      # (n, A) the values each face was generated with
+    attribute_names: list[str]
+    request: dict[str, float]   # what the user named (canonical names)
+    x: torch.Tensor             # (n, 3, S, S) in [-1, 1]
+
+
+class GenerationPipeline:
+    """Loads a generating model once; each call turns a request into faces."""
+
+    def __init__(self, pretrained: Pretrained):
+        if pretrained.kind == "cgan":
+            self.network = pretrained.modules["generator"]
+        elif pretrained.kind == "cvae":
+            self.network = pretrained.modules["decoder"]
+        else:
+            raise FacegenError(f"{pretrained.path} is a {pretrained.kind} model, which cannot make faces from "
+                               "nothing; generate with cgan or cvae, or edit a photo with `facegen edit`")
+        self.pretrained = pretrained
+        self.z_dim = int(self.network.z_dim)
+        self.prior: AttributePrior | None = pretrained.prior
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path = "cgan", *, device: str = "cpu") -> "GenerationPipeline":
+        return cls(load_pretrained(name_or_path, device=device))
+
+    @property
+    def attribute_names(self) -> list[str]:
+        return self.pretrained.attribute_names
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.network.parameters()).device
+
+    @torch.no_grad()
+    def sample(self, y: torch.Tensor, generator: torch.Generator | None = None, *, batch_size: int = 256) -> torch.Tensor:
+        """The low-level call: attributes y (n, A) -> images x (n, 3, S, S) in [-1, 1]; noise from `generator`."""
+        assert y.ndim == 2 and y.shape[1] == len(self.attribute_names), (
+            f"y must be (n, {len(self.attribute_names)}) for attributes {self.attribute_names}, got {tuple(y.shape)}")
+        z = torch.randn(y.shape[0], self.z_dim, generator=generator)  # (n, z_dim), drawn on the CPU: same on any device
+        chunks = [self.network(z[i:i + batch_size].to(self.device), y[i:i + batch_size].to(self.device)).cpu()
+                  for i in range(0, y.shape[0], batch_size)]
+        return torch.cat(chunks).clamp(-1, 1)
+
+    def attributes_for(self, request: Mapping[str, float], n: int, generator: torch.Generator | None) -> np.ndarray:
+        """(n, A): the named values, the rest drawn from the training labels given them."""
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))  # one draw, whatever the request
+        rng = np.random.default_rng(seed)
+        if self.prior is not None:
+            return self.prior.sample(request, n, rng)
+        y = np.full((n, len(self.attribute_names)), 0.5, dtype=np.float32)  # no prior stored: neutral values
+        for name, value in request.items():
+            y[:, self.attribute_names.index(name)] = value
+        return y
+
+    def __call__(self, request: str | Sequence[str] | Mapping[str, float] | None = None, *, n: int = 1,
+                 generator: torch.Generator | None = None, extrapolate: bool = False) -> GenerationOutput:
+        from facegen.data import to_pil
+
+        if not 1 <= n <= MAX_FACES:
+            raise FacegenError(f"the number of faces must be between 1 and {MAX_FACES}, got {n}")
+        parsed = parse_request(request or {}, self.attribute_names, extrapolate=extrapolate)
+        y = self.attributes_for(parsed, n, generator)
+        x = self.sample(torch.from_numpy(y), generator)
+        images = to_pil(x)
+        return GenerationOutput(images=images if isinstance(images, list) else [images], attributes=y,
+                                attribute_names=self.attribute_names, request=parsed, x=x)

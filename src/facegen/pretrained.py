@@ -1,0 +1,179 @@
+"""Trained models on disk: `config.json` + `model.safetensors`, never a pickle.
+
+The config holds the constructor arguments of each module, so loading
+rebuilds the modules from it and then fills in the weights:
+
+    folder/
+      config.json        {"model": "cgan", "preset": "default", "size": 64,
+                          "attribute_names": [...], "modules": {"generator": {...kwargs}}}
+      model.safetensors  "generator.<param>" ..., plus "prior_patterns", "prior_counts"
+
+Shipped models live in `facegen/weights/<name>/` and are found by name
+(`cgan`, `fader`, `cvae`, `classifier`); anything else is a path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from facegen import __version__
+from facegen.attributes import AttributePrior
+from facegen.errors import FacegenError
+from facegen.files import atomic_write
+
+FORMAT = "facegen-model"
+FORMAT_VERSION = 1
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
+_PRIOR_KEYS = ("prior_patterns", "prior_counts")
+
+
+def module_classes(model: str, preset: str = "default") -> dict[str, type[nn.Module]]:
+    """The inference modules of each model kind, by name (an explicit table, no class names in files)."""
+    from facegen.models import cgan, classifier
+
+    if model == "cgan":
+        if preset not in cgan.PRESETS:
+            raise FacegenError(f"unknown cgan preset {preset!r}; choose from {', '.join(cgan.PRESETS)}")
+        return {"generator": cgan.PRESETS[preset][0]}
+    if model == "classifier":
+        return {"classifier": classifier.AttributeClassifier}
+    if model == "fader":
+        from facegen.models import fader
+
+        return {"encoder": fader.Encoder, "decoder": fader.Decoder}
+    if model == "cvae":
+        from facegen.models import cvae
+
+        return {"encoder": cvae.Encoder, "decoder": cvae.Decoder}
+    raise FacegenError(f"unknown model kind {model!r} in config.json; expected cgan, fader, cvae or classifier")
+
+
+@dataclass
+class Pretrained:
+    """A loaded model: its config, its modules (eval mode), and the label prior it was trained with."""
+
+    path: Path
+    config: dict
+    modules: dict[str, nn.Module]
+    prior: AttributePrior | None = None
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return self.config["model"]
+
+    @property
+    def attribute_names(self) -> list[str]:
+        return list(self.config["attribute_names"])
+
+    @property
+    def size(self) -> int:
+        return int(self.config["size"])
+
+
+def save_pretrained(folder: str | Path, *, model: str, preset: str = "default", size: int,
+                    attribute_names: list[str], modules: dict[str, tuple[dict, nn.Module]],
+                    prior: AttributePrior | None = None, info: dict | None = None,
+                    dtype: torch.dtype = torch.float32) -> Path:
+    """Write config.json + model.safetensors atomically (a reader never sees half a model).
+
+    `modules` maps a name to (constructor kwargs, module). Floating-point
+    weights are stored as `dtype` (float16 for the shipped models).
+    """
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    for name, (_, module) in modules.items():
+        for key, value in module.state_dict().items():
+            value = value.detach().cpu()
+            tensors[f"{name}.{key}"] = (value.to(dtype) if value.is_floating_point() else value).contiguous()
+    if prior is not None:
+        for key, value in prior.to_arrays().items():
+            tensors[key] = torch.from_numpy(np.ascontiguousarray(value))
+    config = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "facegen_version": __version__,
+        "model": model, "preset": preset, "size": size, "attribute_names": list(attribute_names),
+        "modules": {name: kwargs for name, (kwargs, _) in modules.items()}, **({"info": info} if info else {}),
+    }
+    atomic_write(folder / WEIGHTS_NAME, lambda path: save_file(tensors, str(path), metadata={"format": FORMAT}))
+    atomic_write(folder / CONFIG_NAME, lambda path: path.write_text(json.dumps(config, indent=2) + "\n"))
+    return folder
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """A shipped model's name (`cgan`, `fader`, ...) or a folder / config.json / model.safetensors path."""
+    text = str(name_or_path)
+    shipped = SHIPPED_DIR / text
+    if "/" not in text and os.sep not in text and (shipped / CONFIG_NAME).is_file():
+        return shipped
+    path = Path(text).expanduser()
+    if path.is_file() and path.name in (CONFIG_NAME, WEIGHTS_NAME):
+        path = path.parent
+    if not path.exists():
+        names = sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / CONFIG_NAME).is_file()) if SHIPPED_DIR.is_dir() else []
+        raise FacegenError(f"model {text!r} not found: give a shipped model ({', '.join(names) or 'none installed'}) "
+                           "or a folder holding config.json and model.safetensors")
+    if (path / "model" / CONFIG_NAME).is_file():  # a training run folder: use its exported model
+        path = path / "model"
+    if not (path / CONFIG_NAME).is_file() or not (path / WEIGHTS_NAME).is_file():
+        raise FacegenError(f"{path} is not a facegen model: it needs {CONFIG_NAME} and {WEIGHTS_NAME}")
+    return path
+
+
+def load_pretrained(name_or_path: str | Path, *, device: str | torch.device = "cpu") -> Pretrained:
+    """Rebuild the modules from config.json and load model.safetensors into them, checking that they match."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = resolve_model_path(name_or_path)
+    try:
+        config = json.loads((path / CONFIG_NAME).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise FacegenError(f"{path / CONFIG_NAME} is not readable JSON ({error})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise FacegenError(f"{path / CONFIG_NAME} is not a facegen model config (no \"format\": \"{FORMAT}\")")
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise FacegenError(f"{path} was written by a newer facegen (format {config['format_version']}); upgrade facegen")
+    try:
+        tensors = load_file(str(path / WEIGHTS_NAME), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise FacegenError(f"{path / WEIGHTS_NAME} is not a valid safetensors file ({_first_line(error)}); "
+                           "facegen loads weights only from safetensors, never from pickles") from None
+    modules: dict[str, nn.Module] = {}
+    for name, cls in module_classes(config["model"], config.get("preset", "default")).items():
+        if name not in config.get("modules", {}):
+            raise FacegenError(f"{path / CONFIG_NAME} has no settings for the {name} of a {config['model']} model")
+        try:
+            module = cls(**config["modules"][name])
+        except (TypeError, ValueError, AssertionError) as error:
+            raise FacegenError(f"{path / CONFIG_NAME}: bad settings for {name} ({_first_line(error)})") from None
+        prefix = f"{name}."
+        state = {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
+        expected = module.state_dict()
+        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+        if missing or unexpected or wrong:
+            detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
+                      else f"{wrong[0]} is {tuple(state[wrong[0]].shape)}, config says {tuple(expected[wrong[0]].shape)}")
+            raise FacegenError(f"{path / WEIGHTS_NAME} does not match {CONFIG_NAME} for {name}: {detail}")
+        module.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+        modules[name] = module.to(device).eval()
+    prior = None
+    if all(key in tensors for key in _PRIOR_KEYS):
+        prior = AttributePrior.from_arrays({key: tensors[key].numpy() for key in _PRIOR_KEYS}, config["attribute_names"])
+    extra = {k: v for k, v in tensors.items() if "." not in k and k not in _PRIOR_KEYS}
+    return Pretrained(path=path, config=config, modules=modules, prior=prior, extra=extra)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -1,0 +1,150 @@
+"""Training recipe of the conditional GAN: one discriminator step, then one generator step.
+
+Default: hinge loss, DiffAugment on everything the discriminator sees, an
+auxiliary attribute loss for both players, an EMA of the generator for
+samples and export. Preset `study2018`: the study's plain BCE game, no
+augmentation, no auxiliary head, no EMA.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from facegen.models.cgan import PRESETS
+from facegen.models.layers import diff_augment
+from facegen.training.method import FixedBatch, Method, make_ema, unwrap, update_ema
+
+
+class CGANMethod(Method):
+    name = "cgan"
+
+    def __init__(self, *, attribute_names, size, prior,
+                 preset: str = "default",      # Architecture and loss: 'default' or 'study2018'.
+                 z_dim: int | None = None,     # Noise dimensions (default 128; study2018 100).
+                 g_channels: int | None = None,  # Generator channels at 4x4 (default 256; study2018 1024).
+                 d_channels: int | None = None,  # Discriminator channels at 4x4 (default 256; study2018 1024).
+                 lr_g: float = 2e-4,           # Adam learning rate of the generator.
+                 lr_d: float = 2e-4,           # Adam learning rate of the discriminator.
+                 betas: tuple[float, float] = (0.5, 0.999),  # Adam betas of both.
+                 aux_weight: float = 1.0,      # Weight of the auxiliary attribute loss (default preset).
+                 augment: str = "translation,cutout",  # DiffAugment policy ('' for none).
+                 ema_kimg: float = 10.0,       # Half-life of the generator EMA, in thousands of images.
+                 ema_rampup: float = 0.05,     # EMA half-life at most this fraction of images seen so far.
+                 batch_size: int = 64):        # Global batch size (for the EMA's per-step decay).
+        super().__init__(attribute_names=attribute_names, size=size, prior=prior)
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}")
+        study = preset == "study2018"
+        self.preset = preset
+        self.g_kwargs = {"n_attributes": self.n_attributes, "size": size,
+                         "z_dim": z_dim or (100 if study else 128), "channels": g_channels or (1024 if study else 256)}
+        self.d_kwargs = {"n_attributes": self.n_attributes, "size": size, "channels": d_channels or (1024 if study else 256)}
+        self.lr_g, self.lr_d, self.betas = lr_g, lr_d, tuple(betas)
+        self.aux_weight = 0.0 if study else aux_weight
+        self.augment = "" if study else augment
+        self.use_ema = not study
+        self.ema_kimg, self.ema_rampup, self.batch_size = ema_kimg, ema_rampup, batch_size
+
+    def configure(self, fabric) -> None:
+        generator_cls, discriminator_cls = PRESETS[self.preset]
+        with fabric.init_module():
+            G, D = generator_cls(**self.g_kwargs), discriminator_cls(**self.d_kwargs)
+        opt_g = torch.optim.Adam(G.parameters(), lr=self.lr_g, betas=self.betas)
+        opt_d = torch.optim.Adam(D.parameters(), lr=self.lr_d, betas=self.betas)
+        self.G, self.opt_g = fabric.setup(G, opt_g)
+        self.D, self.opt_d = fabric.setup(D, opt_d)
+        self.G_ema = fabric.to_device(make_ema(G)) if self.use_ema else None
+        self.fabric = fabric
+
+    def _fake_attributes(self, y: torch.Tensor) -> torch.Tensor:
+        """Attributes for fakes: the batch's real label rows, shuffled, so fakes follow the joint distribution."""
+        return y[torch.randperm(y.shape[0], device=y.device)]
+
+    def _discriminate(self, x: torch.Tensor, y: torch.Tensor):
+        if self.augment:
+            x = diff_augment(x, self.augment)
+        return self.D(x, y)
+
+    def training_step(self, x, y, step):
+        batch = x.shape[0]
+        z = torch.randn(batch, self.g_kwargs["z_dim"], device=x.device)
+        y_fake = self._fake_attributes(y)
+
+        # Discriminator: real and fake in one forward pass (one forward per backward, as DDP wants).
+        with torch.no_grad():
+            x_fake = self.G(z, y_fake)
+        score, logits = self._discriminate(torch.cat([x, x_fake]), torch.cat([y, y_fake]))
+        score_real, score_fake = score[:batch], score[batch:]
+        if self.preset == "study2018":
+            loss_d = (F.binary_cross_entropy_with_logits(score_real, torch.ones_like(score_real))
+                      + F.binary_cross_entropy_with_logits(score_fake, torch.zeros_like(score_fake)))
+            loss_aux_d = torch.zeros((), device=x.device)
+        else:
+            loss_d = F.relu(1.0 - score_real).mean() + F.relu(1.0 + score_fake).mean()
+            loss_aux_d = F.binary_cross_entropy_with_logits(logits[:batch], y)
+        self.opt_d.zero_grad(set_to_none=True)
+        self.fabric.backward(loss_d + self.aux_weight * loss_aux_d)
+        self.opt_d.step()
+
+        # Generator. D's gradients from this pass are discarded by its next zero_grad.
+        x_fake = self.G(z, y_fake)
+        score_fake, logits_fake = self._discriminate(x_fake, y_fake)
+        if self.preset == "study2018":
+            loss_g = F.binary_cross_entropy_with_logits(score_fake, torch.ones_like(score_fake))
+            loss_aux_g = torch.zeros((), device=x.device)
+        else:
+            loss_g = -score_fake.mean()
+            loss_aux_g = F.binary_cross_entropy_with_logits(logits_fake, y_fake)
+        self.opt_g.zero_grad(set_to_none=True)
+        self.fabric.backward(loss_g + self.aux_weight * loss_aux_g)
+        self.opt_g.step()
+
+        if self.G_ema is not None:
+            seen = (step + 1) * self.batch_size
+            half_life = min(self.ema_kimg * 1000, seen * self.ema_rampup)
+            update_ema(self.G_ema, self.G, 0.5 ** (self.batch_size / max(half_life, 1e-8)))
+        losses = {"loss_d": loss_d, "loss_g": loss_g, "d_real": score_real.mean(), "d_fake": score_fake.mean()}
+        if self.aux_weight:
+            losses |= {"aux_d": loss_aux_d, "aux_g": loss_aux_g}
+        return {k: v.detach() for k, v in losses.items()}
+
+    @torch.no_grad()
+    def sample_grid(self, fixed: FixedBatch):
+        """Rows: each fixed label row as is, then one row per attribute with that attribute flipped; same noise."""
+        G = self.G_ema if self.G_ema is not None else unwrap(self.G)
+        was_training = G.training
+        G.eval()
+        columns = min(8, fixed.y.shape[0])
+        y_base = fixed.y[:columns]
+        z = torch.randn(columns, self.g_kwargs["z_dim"], generator=torch.Generator().manual_seed(fixed.seed))
+        rows = [y_base]
+        for a in range(self.n_attributes):
+            flipped = y_base.clone()
+            flipped[:, a] = 1.0 - flipped[:, a].round()
+            rows.append(flipped)
+        y_all = torch.cat(rows).to(self.fabric.device)
+        x = G(z.repeat(len(rows), 1).to(self.fabric.device), y_all)
+        G.train(was_training)
+        return x.cpu(), columns
+
+    def export(self):
+        G = self.G_ema if self.G_ema is not None else unwrap(self.G)
+        return {"generator": (dict(self.g_kwargs), G)}
+
+    def trainables(self):
+        return {"generator": self.G, "discriminator": self.D}
+
+    def optimizers(self):
+        return {"generator": self.opt_g, "discriminator": self.opt_d}
+
+    def state_dict(self):
+        state = super().state_dict()
+        if self.G_ema is not None:
+            state["modules"]["generator_ema"] = self.G_ema.state_dict()
+        return state
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(state["modules"]["generator_ema"])

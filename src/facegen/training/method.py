@@ -1,0 +1,137 @@
+"""What every model's training recipe provides to the shared loop, and the data it is fed.
+
+A `Method` owns its modules and optimizers; the loop owns everything else
+(Fabric, data order, seeds, logging, checkpoints, samples, divergence checks).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from facegen.attributes import AttributePrior
+
+
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    """A seed for one step of one process: resuming at step s replays exactly what step s would have drawn."""
+    digest = hashlib.blake2b(f"{seed}/{step}/{rank}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+class Batches:
+    """Deterministic, endless batches from a cache.
+
+    Epoch e visits the training images in a permutation drawn from (seed, e);
+    the global batch of step s is the s-th slice of it, and process r takes
+    every world_size-th image of that slice. The order depends only on the
+    seed and the step, so a run resumed on a different number of devices sees
+    the same global batches.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray, *, batch_size: int,
+                 seed: int, rank: int = 0, world_size: int = 1, flip: bool = True):
+        assert batch_size % world_size == 0, f"batch size {batch_size} must divide among {world_size} processes"
+        assert len(indices) >= batch_size, f"{len(indices)} training images are fewer than one batch of {batch_size}"
+        self.images, self.labels, self.indices = images, labels, np.asarray(indices)
+        self.batch_size, self.seed, self.rank, self.world_size, self.flip = batch_size, seed, rank, world_size, flip
+        self.steps_per_epoch = len(self.indices) // batch_size
+        self._epoch, self._order = -1, self.indices
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (b, 3, S, S) float in [-1, 1] and y (b, A) float in {0, 1} for this process at `step`."""
+        epoch, position = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._order = epoch, np.random.default_rng([self.seed, epoch]).permutation(self.indices)
+        chosen = self._order[position * self.batch_size:(position + 1) * self.batch_size][self.rank::self.world_size]
+        order = np.argsort(chosen)  # read the memory map in file order, then restore the batch order
+        pixels = np.empty((len(chosen),) + self.images.shape[1:], dtype=np.uint8)
+        pixels[order] = self.images[chosen[order]]
+        x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)  # (b, 3, S, S)
+        if self.flip:  # faces are left-right symmetric, and so are all 40 CelebA attributes
+            mirror = torch.from_numpy(np.random.default_rng([self.seed, step, self.rank, 1]).random(len(chosen)) < 0.5)
+            x[mirror] = x[mirror].flip(-1)
+        y = torch.from_numpy(self.labels[chosen].astype(np.float32))  # (b, A)
+        return x, y
+
+
+@dataclass
+class FixedBatch:
+    """What the sample grids show at every snapshot: fixed validation faces, labels and noise seeds."""
+
+    x: torch.Tensor  # (n, 3, S, S) validation images
+    y: torch.Tensor  # (n, A) their labels
+    seed: int
+
+
+class Method:
+    """One model's recipe. Subclasses set `name` and implement the five methods below."""
+
+    name = "method"
+
+    def __init__(self, *, attribute_names: list[str], size: int, prior: AttributePrior):
+        self.attribute_names, self.size, self.prior = list(attribute_names), size, prior
+        self.n_attributes = len(self.attribute_names)
+
+    def configure(self, fabric) -> None:
+        """Build modules and optimizers and hand them to `fabric.setup`."""
+        raise NotImplementedError
+
+    def training_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        """One optimisation step on a batch; returns detached scalar losses for logging."""
+        raise NotImplementedError
+
+    def sample_grid(self, fixed: FixedBatch) -> tuple[torch.Tensor, int]:
+        """Images (N, 3, S, S) in [-1, 1] for the snapshot grid, and its number of columns."""
+        raise NotImplementedError
+
+    def export(self) -> dict[str, tuple[dict, nn.Module]]:
+        """The inference modules, by name, with their constructor kwargs (what `save_pretrained` takes)."""
+        raise NotImplementedError
+
+    # Checkpoint state: modules, optimizers and any extra tensors (an EMA), by name.
+    def trainables(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {"modules": {k: _unwrap(m).state_dict() for k, m in self.trainables().items()},
+                "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, module in self.trainables().items():
+            _unwrap(module).load_state_dict(state["modules"][name])
+        for name, optimizer in self.optimizers().items():
+            optimizer.load_state_dict(state["optimizers"][name])
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    """The plain module under Fabric's and DDP's wrappers, for state dicts with stable keys."""
+    while hasattr(module, "module") and isinstance(module.module, nn.Module):
+        module = module.module
+    return module
+
+
+unwrap = _unwrap
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, beta: float) -> None:
+    """ema <- beta * ema + (1 - beta) * model for parameters; buffers (BatchNorm statistics) are copied."""
+    model = _unwrap(model)
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p.detach(), 1.0 - beta)
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
+
+
+def make_ema(model: nn.Module) -> nn.Module:
+    ema = copy.deepcopy(_unwrap(model)).eval()
+    ema.requires_grad_(False)
+    return ema

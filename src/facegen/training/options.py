@@ -1,0 +1,99 @@
+"""One flow for settings: validate the user's choices into one options dict for `training_loop`.
+
+Resuming takes the run's saved options and lets only the settings that do
+not change the model (steps, devices, precision, ...) be given again.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+from facegen.attributes import parse_attribute_list
+from facegen.errors import FacegenError
+
+# Settings a resumed run may change without changing what it trains.
+RESUMABLE = ("steps", "accelerator", "devices", "num_nodes", "strategy", "precision", "threads", "progress",
+             "max_seconds", "log_every", "sample_every", "checkpoint_every")
+DEFAULTS = {"size": 64, "steps": 5000, "batch_size": 64, "seed": 0, "log_every": 50, "sample_every": 500,
+            "checkpoint_every": 500, "accelerator": "auto", "devices": 1, "num_nodes": 1, "strategy": "auto",
+            "precision": "32-true", "threads": None, "progress": True, "max_seconds": None}
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
+
+
+def parse_settings(pairs: list[str] | None, method_cls) -> dict:
+    """`--set key=value` pairs, checked against the recipe's keyword arguments; values parsed as JSON when they can be."""
+    allowed = {name for name, p in inspect.signature(method_cls.__init__).parameters.items()
+               if p.kind == p.KEYWORD_ONLY and name not in ("attribute_names", "size", "prior", "batch_size", "total_steps")}
+    settings = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in allowed:
+            raise FacegenError(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(allowed))}")
+        try:
+            settings[key] = json.loads(text)
+        except json.JSONDecodeError:
+            settings[key] = text
+    return settings
+
+
+def build_options(*, model: str, given: dict, settings: list[str] | None = None) -> dict:
+    """The full, validated options of a new or resumed run. `given` holds only what the user set."""
+    from facegen.training.checkpoint import load_checkpoint
+    from facegen.training.loop import method_class
+
+    method_cls = method_class(model)
+    resume = given.get("resume")
+    if resume:
+        checkpoint = load_checkpoint(resume)
+        options = dict(checkpoint["options"])
+        if checkpoint["method"] != model:
+            raise FacegenError(f"{resume} is a {checkpoint['method']} run; resume it with `facegen train {checkpoint['method']}`")
+        fixed = sorted(k for k in given if k not in RESUMABLE + ("resume", "run_dir") and given[k] is not None)
+        if fixed or settings:
+            raise FacegenError(f"a resumed run keeps its settings; only {', '.join(RESUMABLE)} may change "
+                               f"(you gave {', '.join(fixed or ['--set'])})")
+        options |= {k: v for k, v in given.items() if k in RESUMABLE and v is not None}
+        options["resume"] = str(resume)
+        options["run_dir"] = str(given.get("run_dir") or Path(resume if Path(resume).is_dir() else Path(resume).parent.parent))
+        if checkpoint["step"] >= options["steps"]:
+            raise FacegenError(f"{resume} already finished {checkpoint['step']} steps; pass a larger --steps to go on")
+        return options
+
+    options = DEFAULTS | {k: v for k, v in given.items() if v is not None}
+    options["model"] = model
+    for required in ("data", "run_dir"):
+        if not options.get(required):
+            raise FacegenError(f"--{'out' if required == 'run_dir' else required} is required for a new run")
+    if given.get("size") is None:  # a cache knows its size
+        from facegen.data import is_cache, open_cache
+
+        if is_cache(options["data"]):
+            options["size"] = open_cache(options["data"]).size
+    run_dir = Path(options["run_dir"])
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise FacegenError(f"{run_dir} already exists and is not empty; choose another --out, or --resume {run_dir}")
+    if options["size"] < 16 or options["size"] & (options["size"] - 1):
+        raise FacegenError(f"--size must be a power of two of at least 16 (64, 128, 256), got {options['size']}")
+    for name in ("steps", "batch_size", "log_every", "sample_every", "checkpoint_every"):
+        if int(options[name]) < 1:
+            raise FacegenError(f"--{name.replace('_', '-')} must be at least 1, got {options[name]}")
+    if str(options["precision"]) not in PRECISIONS:
+        raise FacegenError(f"--precision must be one of {', '.join(PRECISIONS)}, got {options['precision']}")
+    options["attributes"] = _attributes(model, options.get("attributes"), options["data"])
+    options["method_options"] = parse_settings(settings, method_cls) | options.get("method_options", {})
+    return options
+
+
+def _attributes(model: str, text, data: str) -> list[str]:
+    """Canonical attribute names, checked against the data's own names (so custom labels work)."""
+    from facegen.data import is_cache, open_cache, open_dataset
+
+    names = open_cache(data).attribute_names if is_cache(data) else open_dataset(data).attribute_names
+    if model == "classifier" and not text:
+        return list(names)
+    if not text:
+        raise FacegenError("--attrs is required: the attributes to condition on, e.g. --attrs young,male,blond (or all)")
+    return parse_attribute_list(text, names)
