@@ -65,7 +65,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         settings.append(f"preset={json.dumps(args.preset)}")
     options = build_options(model=args.model, given=given, settings=settings)
     run_dir = training_loop(**options)
-    print(f"done: {run_dir} (model in {run_dir / 'model'})")
+    if run_dir is not None:  # None on the other processes of a multi-device run: rank 0 alone reports
+        print(f"done: {run_dir} (model in {run_dir / 'model'})")
     return 0
 
 
@@ -115,6 +116,34 @@ def _sidecar(image_path: str):
     return path.with_name(path.stem + ".json")
 
 
+# --------------------------------------------------------------------------- evaluate
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from facegen.metrics.evaluate import evaluate
+    from facegen.metrics.report import format_table
+
+    metrics = tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else None
+    records = evaluate(model=args.model, data=args.data, out=args.out, classifier=args.classifier, n_fid=args.n_fid,
+                       n_per_value=args.n_per_value, n_edit=args.n_edit, seed=args.seed, metrics=metrics,
+                       label=args.label, progress=not args.quiet)
+    print(format_table(records, ["metric", "value", "n_samples", "classifier_accuracy", "seconds"],
+                       headers=["metric", "value", "images", "stick accuracy", "seconds"]))
+    print(f"(one JSON line per metric appended to {args.out}/metrics.jsonl)")
+    return 0
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from facegen.web import serve_models
+
+    serve_models(args.model or [], host=args.host, port=args.port, share=args.share, queue_size=args.queue_size,
+                 concurrency=args.concurrency, threads=args.threads)
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -158,12 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--sample-every", type=int, help="steps between sample grids (default 500)")
     train.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 500)")
     train.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this many minutes")
-    scale = train.add_argument_group("devices (Lightning Fabric)")
+    scale = train.add_argument_group("devices (Lightning Fabric; see docs/scaling.md)")
     scale.add_argument("--accelerator", help="cpu, cuda, mps or auto (default auto)")
-    scale.add_argument("--devices", help="devices per node: a number, a list or auto (default 1)")
-    scale.add_argument("--num-nodes", type=int, help="machines (default 1)")
-    scale.add_argument("--strategy", help="auto, ddp, ddp_spawn, ... (default auto)")
-    scale.add_argument("--precision", help="32-true, bf16-mixed or 16-mixed (default 32-true)")
+    scale.add_argument("--devices", help="devices (processes) per node: a number, a list like 0,1 or auto (default 1); "
+                                         "with more than one, facegen starts the other processes itself")
+    scale.add_argument("--num-nodes", type=int, help="machines, when launched by torchrun, fabric run or srun (default 1)")
+    scale.add_argument("--strategy", help="auto or ddp (default auto, which is ddp on several devices)")
+    scale.add_argument("--precision", help="32-true, bf16-mixed or 16-mixed (GPU only) (default 32-true)")
     scale.add_argument("--threads", type=int, help="CPU threads per process")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(handler=_cmd_train)
@@ -180,6 +210,33 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--nrow", type=int, help="faces per row of the grid (default 8)")
     generate.add_argument("--extrapolate", action="store_true", help="allow values beyond [0, 1] (up to -3..4)")
     generate.set_defaults(handler=_cmd_generate)
+
+    evaluate = commands.add_parser("evaluate", help="measure a model: attribute control, FID/KID, edits, reconstruction")
+    evaluate.add_argument("--model", required=True, help="a shipped model (cgan, fader, cvae) or a model folder")
+    evaluate.add_argument("--data", required=True, help="a cache (facegen prepare) at the model's size; its validation split is used")
+    evaluate.add_argument("--classifier", default="classifier", help="the attribute classifier that judges (default: shipped)")
+    evaluate.add_argument("--metrics", help="comma list of accuracy,control,fid,edit (default: all the model supports)")
+    evaluate.add_argument("--n-fid", type=int, default=2000, help="generated faces for FID/KID (default 2000)")
+    evaluate.add_argument("--n-per-value", type=int, default=200, help="faces per attribute value for control (default 200)")
+    evaluate.add_argument("--n-edit", type=int, default=500, help="validation faces to edit (default 500)")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--out", default="runs/eval", help="folder for metrics.jsonl (default runs/eval)")
+    evaluate.add_argument("--label", help="the model's name in the records (default: --model)")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
+    serve = commands.add_parser("serve", help="the browser app: generate faces with sliders, edit a photo")
+    serve.add_argument("--model", action="append", metavar="PATH",
+                       help="also offer this cgan, fader or cvae model folder (repeatable); shipped ones are always in")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
+    serve.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
+    serve.add_argument("--share", action="store_true", help="also publish a temporary public link through Gradio")
+    serve.add_argument("--queue-size", type=int, default=64,
+                       help="requests that may wait; the next one is told the queue is full (default 64)")
+    serve.add_argument("--concurrency", type=int, default=2, help="model calls at once (default 2)")
+    serve.add_argument("--threads", type=int, default=1, help="torch threads per model call (default 1)")
+    serve.set_defaults(handler=_cmd_serve)
 
     return parser
 

@@ -1,0 +1,158 @@
+"""`facegen evaluate`: measure any model the same way, against held-out real faces.
+
+    facegen evaluate --model cgan --data cache/celeba9k-64 --out runs/eval
+    facegen evaluate --model fader --data cache/celeba9k-64 --n-edit 500
+
+What is measured depends on what the model can do:
+- generators (cgan, cvae): attribute control (per attribute, n faces asked for
+  1 and n for 0, the rest drawn from the label prior), FID and KID against the
+  held-out split, diversity (mean pairwise Inception-feature distance);
+- editors (fader, cvae): reconstruction PSNR/SSIM, edit success per attribute
+  (flip it; the classifier must agree), how much the other attributes stay
+  put, and identity (dlib, where installed);
+- always: the classifier's own accuracy on the same held-out faces, because a
+  measurement cannot be more accurate than its measuring stick.
+
+Each number is a JSON line in `<out>/metrics.jsonl` (metric, value, model,
+data, n_samples, seconds, timestamp) and a row of the terminal table.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facegen.errors import FacegenError
+from facegen.metrics.report import MetricRecord, append_jsonl
+
+GENERATORS, EDITORS = ("cgan", "cvae"), ("fader", "cvae")
+
+
+class Stick:
+    """The attribute classifier as the protocols want it: probabilities (B, 40) for x in [-1, 1]."""
+
+    def __init__(self, name_or_path: str | Path = "classifier"):
+        from facegen.pretrained import load_pretrained
+
+        self.pretrained = load_pretrained(name_or_path)
+        if self.pretrained.kind != "classifier":
+            raise FacegenError(f"{name_or_path} is a {self.pretrained.kind} model, not an attribute classifier")
+        self.network = self.pretrained.modules["classifier"]
+        self.names = self.pretrained.attribute_names
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.network(x))
+
+
+def held_out(cache, attribute_names: list[str], n: int | None = None) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """The first n held-out (validation, then test) images: x (n, 3, S, S), y (n, A) for the names, uint8 pixels."""
+    from facegen.data import to_tensor
+
+    index = np.concatenate([cache.indices("valid"), cache.indices("test")])
+    if len(index) == 0:
+        raise FacegenError(f"{cache.path} has no validation or test images to measure against")
+    index = index[:n] if n else index
+    columns = [cache.attribute_names.index(name) for name in attribute_names]
+    pixels = np.asarray(cache.images[index])
+    return to_tensor(pixels), torch.from_numpy(cache.labels[index][:, columns].astype(np.float32)), pixels
+
+
+def evaluate(*, model: str, data: str, out: str | Path, classifier: str = "classifier", n_fid: int = 2000,
+             n_per_value: int = 200, n_edit: int = 500, seed: int = 0, metrics: tuple[str, ...] | None = None,
+             label: str | None = None, progress: bool = True) -> list[dict]:
+    """Run every protocol the model supports; returns the records (also appended to out/metrics.jsonl)."""
+    from facegen.data import open_cache
+    from facegen.metrics import protocols
+    from facegen.pretrained import load_pretrained
+
+    cache = open_cache(data)
+    pretrained = load_pretrained(model)
+    stick = Stick(classifier)
+    names = pretrained.attribute_names
+    label = label or str(model)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    wanted = set(metrics or ("accuracy", "control", "fid", "edit"))
+    records: list[dict] = []
+
+    def record(metric: str, value: float, n: int, seconds: float, **extra) -> None:
+        row = MetricRecord(metric=metric, value=float(value), model=label, data=str(cache.path), n_samples=n,
+                           seconds=round(seconds, 2), extra=extra).to_dict()
+        records.append(append_jsonl(out / "metrics.jsonl", row))
+
+    x_real, y_real, pixels_real = held_out(cache, names)
+    stick_names = [n for n in names if n in stick.names]
+    tic = time.perf_counter()
+    stick_accuracy = protocols.classifier_accuracy(stick, stick.names, x_real, y_real[:, [names.index(n) for n in stick_names]],
+                                                   stick_names)
+    for name, value in stick_accuracy.items():
+        record(f"classifier_accuracy/{name}", value, len(x_real), time.perf_counter() - tic)
+
+    if pretrained.kind in GENERATORS and "control" in wanted:
+        from facegen.pipelines.generate import GenerationPipeline
+
+        pipe = GenerationPipeline(pretrained)
+        tic = time.perf_counter()
+        control = protocols.attribute_control(pipe.sample, pretrained.prior, stick_names, stick, stick.names,
+                                              n_per_value=n_per_value, seed=seed)
+        seconds = time.perf_counter() - tic
+        for name, row in control.items():
+            record(f"control/{name}", row["accuracy"], row["n"], seconds, classifier_accuracy=stick_accuracy[name],
+                   **{k: v for k, v in row.items() if k not in ("accuracy", "n")})
+
+    if pretrained.kind in GENERATORS and "fid" in wanted:
+        _realism(pretrained, pixels_real, cache, n_fid, seed, record, progress)
+
+    if pretrained.kind in EDITORS and "edit" in wanted:
+        from facegen.pipelines.edit import EditPipeline
+
+        editor = EditPipeline(pretrained)
+        x, y = x_real[:n_edit], y_real[:n_edit]
+
+        @torch.no_grad()
+        def edit_fn(x_batch, y_source, y_target):
+            return editor.decode(editor.encode(x_batch, y_source), y_target)
+
+        tic = time.perf_counter()
+        quality = protocols.reconstruction_quality(edit_fn, x, y)
+        seconds = time.perf_counter() - tic
+        record("reconstruction/psnr_db", quality["psnr_mean"], quality["n"], seconds, std=quality["psnr_std"])
+        record("reconstruction/ssim", quality["ssim_mean"], quality["n"], seconds, std=quality["ssim_std"])
+        tic = time.perf_counter()
+        edits = protocols.edit_success(edit_fn, x, y, names, stick, stick.names, edit_names=stick_names)
+        seconds = time.perf_counter() - tic
+        for name, row in edits.items():
+            record(f"edit/{name}", row["success"], len(x), seconds, classifier_accuracy=stick_accuracy[name],
+                   **{k: v for k, v in row.items() if k != "success"})
+    return records
+
+
+def _realism(pretrained, pixels_real: np.ndarray, cache, n_fid: int, seed: int, record, progress: bool) -> None:
+    """FID, KID and diversity of n_fid generated faces (attributes drawn from the prior) vs the held-out split."""
+    from facegen.metrics.fid import InceptionFeatures, fid_from_features, kid_from_features, real_features
+    from facegen.metrics.protocols import diversity
+    from facegen.pipelines.generate import GenerationPipeline
+
+    pipe = GenerationPipeline(pretrained)
+    extractor = InceptionFeatures()
+    tic = time.perf_counter()
+    feats_real = real_features(pixels_real, Path(cache.path) / "inception-valid.npz", extractor=extractor,
+                               progress=progress)
+    generator = torch.Generator().manual_seed(seed)
+    y = torch.from_numpy(pretrained.prior.sample({}, n_fid, np.random.default_rng(seed)))
+    x_fake = pipe.sample(y, generator)
+    if x_fake.shape[-1] != pixels_real.shape[1]:
+        raise FacegenError(f"the model makes {x_fake.shape[-1]}px faces but {cache.path} holds "
+                           f"{pixels_real.shape[1]}px images; evaluate against a cache of the model's size")
+    feats_fake = extractor.features(x_fake, progress=progress)
+    seconds = time.perf_counter() - tic
+    kid_mean, kid_std = kid_from_features(feats_real, feats_fake)
+    n = len(feats_fake)
+    record("fid", fid_from_features(feats_real, feats_fake), n, seconds, n_real=len(feats_real))
+    record("kid", kid_mean, n, seconds, std=kid_std, n_real=len(feats_real))
+    record("diversity/inception", diversity(feats_fake[:1000]), min(n, 1000), seconds,
+           real=diversity(feats_real[:1000]))
