@@ -144,6 +144,51 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- edit
+
+
+def _cmd_edit(args: argparse.Namespace) -> int:
+    from facegen.pipelines.edit import ALIGNMENT_NOTE, EditPipeline, edit_files, expand_photos, output_paths, \
+        split_tokens
+
+    paths, request = split_tokens(args.inputs)
+    request += [args.attributes_file] if args.attributes_file else []
+    photos = expand_photos(paths)
+    targets = output_paths(photos, output=args.output, out_dir=args.out_dir)
+    pipe = EditPipeline.from_pretrained(args.model, classifier=args.classifier, batch_size=args.batch_size)
+    pipe.parse(request, args.flip, args.extrapolate)  # an unknown attribute stops here, before any photo is read
+    report = lambda line: print(f"facegen: {line}", file=sys.stderr)  # noqa: E731
+    failures = edit_files(pipe, photos, targets, request, flip=args.flip, extrapolate=args.extrapolate, log=report)
+    if len(photos) == 1 and failures:
+        raise FacegenError(failures[0][1])
+    done = len(photos) - len(failures)
+    what = "reconstructed" if not request and not args.flip else "edited"
+    where = targets[0] if len(photos) == 1 else f"{args.out_dir}/"
+    print(f"{what} {done} photo{'s' * (done != 1)} into {where} at {pipe.size}x{pipe.size} ({ALIGNMENT_NOTE})")
+    if failures:
+        report(f"{len(failures)} of {len(photos)} photos could not be read (listed above)")
+        return 2
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from facegen.attributes import parse_attribute_list
+    from facegen.pipelines.edit import ALIGNMENT_NOTE, EditPipeline
+    from facegen.pipelines.output import check_writable
+
+    check_writable(args.output, None, inputs=[Path(args.photo)])
+    pipe = EditPipeline.from_pretrained(args.model, classifier=args.classifier)
+    names = [token for text in args.attr for token in text.replace(";", ",").split(",") if token.strip()]
+    parse_attribute_list(names, pipe.attribute_names)  # unknown names fail here with suggestions
+    grid = pipe.sweep(args.photo, names, steps=args.steps, low=args.low, high=args.high, extrapolate=args.extrapolate)
+    grid.save(args.output)
+    print(f"wrote {args.output}: {len(names)} row(s) of the photo then {args.steps} steps from {args.low:g} to "
+          f"{args.high:g} ({ALIGNMENT_NOTE})")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -238,6 +283,40 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=1, help="torch threads per model call (default 1)")
     serve.set_defaults(handler=_cmd_serve)
 
+    edit = commands.add_parser("edit", help="change the attributes of face photos (Fader Networks or cVAE)",
+                               description="Edit face photos framed like CelebA's aligned images (centred, eyes "
+                                           "level; any size, the centre square is used). Attributes you do not name "
+                                           "keep the photo's own values: its CelebA labels when it comes from a "
+                                           "CelebA folder, else the attribute classifier's reading.")
+    edit.add_argument("inputs", nargs="+", metavar="PHOTO|NAME=VALUE",
+                      help="photos or folders of photos, and attribute values, e.g. photo.jpg male=0 young=0.3")
+    edit.add_argument("--flip", action="append", metavar="ATTR",
+                      help="set this attribute to the opposite of each photo's own value (repeatable)")
+    edit.add_argument("--attributes-file", help="a YAML or JSON file of name: value pairs")
+    edit.add_argument("--model", default="fader", help="a shipped model (fader, cvae) or a model folder (default fader)")
+    edit.add_argument("--classifier", help="attribute classifier that reads a photo's own values (default: shipped)")
+    edit.add_argument("-o", "--output", default="edited.png", help="output image for one photo (default edited.png)")
+    edit.add_argument("--out-dir", help="folder for many photos: one output per input, same file name")
+    edit.add_argument("--batch-size", type=int, default=64, help="photos per batch (default 64)")
+    edit.add_argument("--extrapolate", action="store_true", help="allow values beyond [0, 1] (up to -3..4)")
+    edit.set_defaults(handler=_cmd_edit)
+
+    sweep = commands.add_parser("sweep", help="one photo across the range of one or more attribute faders",
+                                description="The Fader Networks figure: the photo, then STEPS decodes with the "
+                                            "attribute going from LOW to HIGH; one row per attribute. The face must "
+                                            "be framed like CelebA's aligned images.")
+    sweep.add_argument("photo", help="a face photo in CelebA framing")
+    sweep.add_argument("--attr", action="append", required=True, metavar="ATTR",
+                       help="attribute to sweep, e.g. --attr male --attr smiling or --attr male,smiling")
+    sweep.add_argument("--steps", type=int, default=8, help="decodes per row (default 8)")
+    sweep.add_argument("--low", type=float, default=0.0, help="first value (default 0)")
+    sweep.add_argument("--high", type=float, default=1.0, help="last value (default 1)")
+    sweep.add_argument("--model", default="fader", help="a shipped model (fader, cvae) or a model folder (default fader)")
+    sweep.add_argument("--classifier", help="attribute classifier that reads the photo's own values (default: shipped)")
+    sweep.add_argument("-o", "--output", default="sweep.png", help="grid image to write (default sweep.png)")
+    sweep.add_argument("--extrapolate", action="store_true", help="allow --low/--high beyond [0, 1] (up to -3..4)")
+    sweep.set_defaults(handler=_cmd_sweep)
+
     return parser
 
 
@@ -251,6 +330,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("facegen: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `facegen data info X | head`: the reader left; not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
