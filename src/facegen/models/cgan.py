@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -98,7 +99,9 @@ class Discriminator(nn.Module):
         assert x.shape[1:] == (3, self.size, self.size), f"expected images (B, 3, {self.size}, {self.size}), got {tuple(x.shape)}"
         h = self.features(x).sum(dim=(2, 3))  # (B, C)
         score = self.score(h).squeeze(1) + (self.embed(centered(y)) * h).sum(dim=1)
-        return score, self.classify(h)
+        # Spectral norm keeps h small (|h| ~ 0.1 after 1k steps): normalised features let the attribute head
+        # learn at Adam's pace instead of sitting at the label marginals.
+        return score, self.classify(F.layer_norm(h, h.shape[1:]))
 
 
 # ----------------------------------------------------------------------------- study2018

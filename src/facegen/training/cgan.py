@@ -25,10 +25,10 @@ class CGANMethod(Method):
                  g_channels: int | None = None,  # Generator channels at 4x4 (default 256; study2018 1024).
                  d_channels: int | None = None,  # Discriminator channels at 4x4 (default 256; study2018 1024).
                  lr_g: float = 2e-4,           # Adam learning rate of the generator.
-                 lr_d: float = 2e-4,           # Adam learning rate of the discriminator.
-                 betas: tuple[float, float] = (0.5, 0.999),  # Adam betas of both.
+                 lr_d: float | None = None,    # Adam learning rate of D (default 4e-4, TTUR; study2018 2e-4).
+                 betas: tuple[float, float] | None = None,  # Adam betas (default (0, 0.99); study2018 (0.5, 0.999)).
                  aux_weight: float = 1.0,      # Weight of the auxiliary attribute loss (default preset).
-                 augment: str = "translation,cutout",  # DiffAugment policy ('' for none).
+                 augment: str = "translation",  # DiffAugment policy ('' for none; also cutout, color).
                  ema_kimg: float = 10.0,       # Half-life of the generator EMA, in thousands of images.
                  ema_rampup: float = 0.05,     # EMA half-life at most this fraction of images seen so far.
                  batch_size: int = 64):        # Global batch size (for the EMA's per-step decay).
@@ -40,7 +40,8 @@ class CGANMethod(Method):
         self.g_kwargs = {"n_attributes": self.n_attributes, "size": size,
                          "z_dim": z_dim or (100 if study else 128), "channels": g_channels or (1024 if study else 256)}
         self.d_kwargs = {"n_attributes": self.n_attributes, "size": size, "channels": d_channels or (1024 if study else 256)}
-        self.lr_g, self.lr_d, self.betas = lr_g, lr_d, tuple(betas)
+        self.lr_g, self.lr_d = lr_g, lr_d or (2e-4 if study else 4e-4)
+        self.betas = tuple(betas) if betas else ((0.5, 0.999) if study else (0.0, 0.99))
         self.aux_weight = 0.0 if study else aux_weight
         self.augment = "" if study else augment
         self.use_ema = not study
