@@ -1,0 +1,73 @@
+"""Write a shipped model's MODEL_CARD.md from its run folder and `facegen evaluate`'s metrics.jsonl.
+
+    python scripts/model_card.py cgan runs/cgan-default runs/eval-cgan/metrics.jsonl [--note docs/notes/cgan.md]
+
+Every number in the card comes from those two files; prose that needs judgement
+(what the faces look like, where the model fails) is passed in with --note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from facegen.metrics.report import format_table, read_jsonl
+from facegen.pretrained import SHIPPED_DIR
+
+LICENCE = ("Trained on CelebA, which is licensed for non-commercial research only; these weights inherit that "
+           "restriction.")
+
+
+def card(name: str, run: Path, metrics: Path | None, note: str) -> str:
+    options = json.loads((run / "training_options.json").read_text())
+    config = json.loads((SHIPPED_DIR / name / "config.json").read_text())
+    stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    last = stats[-1]
+    size_mb = (SHIPPED_DIR / name / "model.safetensors").stat().st_size / 1e6
+    lines = [
+        f"# Model card: `{name}`", "",
+        f"{config['model']} (preset {config.get('preset', 'default')}), {config['size']}x{config['size']} pixels, "
+        f"{len(config['attribute_names'])} attributes: {', '.join(config['attribute_names'])}.", "",
+        f"- **Data:** `{options['data']}` (CelebA's first 9,000 aligned images at half size, centre square, "
+        f"Lanczos-resized); validation = `crc32(file name) % 10 == 0` (907 faces), never trained on.",
+        f"- **Training:** {last['step']} steps of {options['batch_size']} images ({last['kimg']:.0f}k images), "
+        f"{last['seconds'] / 60:.0f} minutes of training-step time on one thread of a 2-core CPU shared with "
+        f"other training runs (`--threads 1`), seed {options['seed']}.",
+        f"- **Settings:** `{json.dumps(options.get('method_options') or {})}` on top of the recipe's defaults; "
+        f"the full options are in `training_options.json` of the run.",
+        f"- **Weights:** float16 safetensors, {size_mb:.1f} MB"
+        + (", with the training labels' joint distribution (prior) used to fill in attributes a request leaves "
+           "out." if config["model"] != "classifier" else "."),
+        f"- **Licence:** {LICENCE}", "",
+        "Reproduce: `facegen train " + config["model"] + " --data cache/celeba9k-64 --attrs "
+        + ",".join(options["attributes"]) + f" --steps {last['step']} "
+        + " ".join(f"--set {k}={json.dumps(v)}" for k, v in (options.get("method_options") or {}).items())
+        + " --threads 1`", "",
+    ]
+    if metrics and metrics.is_file():
+        rows = [r for r in read_jsonl(metrics)
+                if config["model"] == "classifier" or not r["metric"].startswith("classifier_accuracy/")]
+        lines += ["## Measured", "", "`facegen evaluate` on held-out faces; the judge is the shipped attribute "
+                  "classifier, whose own accuracy on the same faces is beside each number it produced.", "", "```",
+                  format_table(rows, ["metric", "value", "n_samples", "classifier_accuracy", "seconds"],
+                               headers=["metric", "value", "images", "judge accuracy", "seconds"]), "```", ""]
+    if note:
+        lines += [note.strip(), ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("name")
+    parser.add_argument("run", type=Path)
+    parser.add_argument("metrics", type=Path, nargs="?")
+    parser.add_argument("--note", type=Path, help="a Markdown file of observations to append")
+    args = parser.parse_args()
+    text = card(args.name, args.run, args.metrics, args.note.read_text() if args.note else "")
+    (SHIPPED_DIR / args.name / "MODEL_CARD.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
