@@ -4,6 +4,8 @@
     facegen prepare ../shared/data/celeba-9k --size 64 --out cache/celeba9k-64
     facegen train cgan --data cache/celeba9k-64 --attrs young,male,blond --out runs/cgan
     facegen generate young=1 blond=1 male=0 attractive=1 -n 16 --seed 0 -o faces.png
+    facegen edit photo.jpg male=0 young=0.3 -o out.png
+    facegen sweep photo.jpg --attr male --steps 8 -o strip.png
 
 Every error a user can cause is a `FacegenError`: one line on stderr, exit 2.
 Heavy libraries are imported inside the handlers so `--help` stays fast.
@@ -182,8 +184,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     pipe = EditPipeline.from_pretrained(args.model, classifier=args.classifier)
     names = [token for text in args.attr for token in text.replace(";", ",").split(",") if token.strip()]
     parse_attribute_list(names, pipe.attribute_names)  # unknown names fail here with suggestions
-    grid = pipe.sweep(args.photo, names, steps=args.steps, low=args.low, high=args.high, extrapolate=args.extrapolate)
+    source, where = pipe.photo_attributes(args.photo)
+    grid = pipe.sweep(args.photo, names, steps=args.steps, low=args.low, high=args.high, extrapolate=args.extrapolate,
+                      source_attributes=source)
     grid.save(args.output)
+    print(f"facegen: own attribute values from {where[0]}", file=sys.stderr)
     print(f"wrote {args.output}: {len(names)} row(s) of the photo then {args.steps} steps from {args.low:g} to "
           f"{args.high:g} ({ALIGNMENT_NOTE})")
     return 0
@@ -272,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="the browser app: generate faces with sliders, edit a photo")
     serve.add_argument("--model", action="append", metavar="PATH",
-                       help="also offer this cgan, fader or cvae model folder (repeatable); shipped ones are always in")
+                       help="also offer this cgan, fader or cvae model folder, or use this attribute classifier "
+                            "for photos (repeatable); the shipped models are always offered")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
     serve.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")

@@ -24,7 +24,7 @@ bottleneck, are what make the decoder obey y.
     >>> E, D = Encoder(size=64), Decoder(n_attributes=3, size=64)
     >>> z = E(torch.zeros(2, 3, 64, 64))
     >>> z.shape
-    torch.Size([2, 256, 8, 8])
+    torch.Size([2, 128, 8, 8])
     >>> D(z, torch.tensor([[1.0, 0.0, 0.5], [0.0, 1.0, 0.25]])).shape
     torch.Size([2, 3, 64, 64])
 """
@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -50,7 +51,7 @@ def _levels(size: int) -> int:
 
 
 def _widths(size: int, channels: int, latent_channels: int) -> list[int]:
-    """Encoder output widths, doubling each level, the last one `latent_channels`: [64, 128, 256] at 64 px."""
+    """Encoder output widths, doubling each level, the last one `latent_channels`: [32, 64, 128] at 64 px."""
     levels = _levels(size)
     return [min(channels * 2**i, latent_channels) for i in range(levels - 1)] + [latent_channels]
 
@@ -63,7 +64,7 @@ def pairs(y: torch.Tensor) -> torch.Tensor:
 class Encoder(nn.Module):
     """x (B, 3, size, size) in [-1, 1] -> z (B, latent_channels, 8, 8)."""
 
-    def __init__(self, *, size: int = 64, channels: int = 64, latent_channels: int = 256):
+    def __init__(self, *, size: int = 64, channels: int = 32, latent_channels: int = 128):
         super().__init__()
         self.size, self.latent_channels = size, latent_channels
         widths = _widths(size, channels, latent_channels)
@@ -83,10 +84,10 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """z (B, C, 8, 8) and y (B, A) in [0, 1] (any real value works) -> x (B, 3, size, size) in [-1, 1]."""
 
-    def __init__(self, *, n_attributes: int, size: int = 64, channels: int = 64, latent_channels: int = 256):
+    def __init__(self, *, n_attributes: int, size: int = 64, channels: int = 32, latent_channels: int = 128):
         super().__init__()
         self.n_attributes, self.size, self.latent_channels = n_attributes, size, latent_channels
-        widths = _widths(size, channels, latent_channels)[::-1]  # [256, 128, 64] at 64 px
+        widths = _widths(size, channels, latent_channels)[::-1]  # [128, 64, 32] at 64 px
         extra = 2 * n_attributes
         self.ups = nn.ModuleList(nn.ConvTranspose2d(c_in + extra, c_out, 4, 2, 1, bias=False)
                                  for c_in, c_out in zip(widths[:-1], widths[1:]))
@@ -108,7 +109,7 @@ class Decoder(nn.Module):
 class LatentDiscriminator(nn.Module):
     """z (B, C, 8, 8) -> attribute logits (B, A). Dropout, as the paper's, keeps it from memorising codes."""
 
-    def __init__(self, *, n_attributes: int, latent_channels: int = 256, hidden: int = 512, dropout: float = 0.3):
+    def __init__(self, *, n_attributes: int, latent_channels: int = 128, hidden: int = 256, dropout: float = 0.3):
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(latent_channels, hidden, 4, 2, 1), nn.LeakyReLU(0.2),  # (B, hidden, 4, 4)
@@ -136,10 +137,18 @@ class PatchDiscriminator(nn.Module):
             layers += [spectral_norm(nn.Conv2d(c_in, c_out, 4, 2, 1)), nn.LeakyReLU(0.2)]
         self.features = nn.Sequential(*layers)  # (B, C, 8, 8)
         self.score = spectral_norm(nn.Conv2d(widths[-1], 1, 3, 1, 1))
-        self.classify = nn.Sequential(spectral_norm(nn.Conv2d(widths[-1], 2 * widths[-1], 4, 2, 1)), nn.LeakyReLU(0.2))
+        # The attribute head has its own trunk, without spectral norm: on the shared spectrally-normalised
+        # features its loss stayed at the label marginals (0.51 vs 0.54) for 2,000 steps, and the decoder
+        # satisfied that ignorant critic with global tints. Unconstrained, it reached 0.36 in 300 steps.
+        trunk: list[nn.Module] = []
+        for c_in, c_out in zip([3] + widths, widths + [2 * widths[-1]]):
+            trunk += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2)]
+        self.classify = nn.Sequential(*trunk)  # (B, 2C, 4, 4)
         self.head = nn.Linear(2 * widths[-1], n_attributes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        assert x.shape[1:] == (3, self.size, self.size), f"expected images (B, 3, {self.size}, {self.size}), got {tuple(x.shape)}"
+        assert x.shape[1:] == (3, self.size, self.size), (
+            f"expected images (B, 3, {self.size}, {self.size}), got {tuple(x.shape)}")
         h = self.features(x)  # (B, C, 8, 8)
-        return self.score(h).squeeze(1), self.head(self.classify(h).mean(dim=(2, 3)))
+        a = self.classify(x).mean(dim=(2, 3))  # (B, 2C)
+        return self.score(h).squeeze(1), self.head(F.layer_norm(a, a.shape[1:]))

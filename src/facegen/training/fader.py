@@ -19,6 +19,16 @@ The patch discriminator's attribute head learns from real photos only, so
 it cannot be fooled into accepting the decoder's idea of "blond".
 
 Preset `paper`: the 2017 recipe alone (no patch discriminator terms).
+
+Measured (64 px, 12 attributes, batch 32, one CPU thread, celeba9k):
+- cost: 0.97 GFLOP per image per step (FlopCounterMode; `paper` preset
+  0.35), about 50 images/s; an edit costs 85 MFLOP per image;
+- cls_weight 0.05 left the decoder ignoring y: after 1,000 steps the
+  reconstruction PSNR on 200 validation faces was 24.0 dB, but a flipped
+  Male was read as flipped by the classifier for 13% of women (Eyeglasses
+  2%). The attribute loss is a mean over A attributes of which one changes,
+  so its pull on that one is cls_weight / A; at cls_weight 1.0, 200 steps
+  already gave 77% for women -> men and 34% for glasses on.
 """
 
 from __future__ import annotations
@@ -66,16 +76,17 @@ class FaderMethod(Method):
 
     def __init__(self, *, attribute_names, size, prior,
                  preset: str = "default",        # 'default' (with patch discriminator) or 'paper' (2017 terms only).
-                 channels: int = 64,             # Width of the first encoder layer (doubles per level).
-                 latent_channels: int = 256,     # Channels of the 8x8 latent code.
+                 channels: int = 32,             # Width of the first encoder layer (doubles per level).
+                 latent_channels: int = 128,     # Channels of the 8x8 latent code.
                  d_channels: int = 32,           # Width of the first patch-discriminator layer.
                  lr: float = 2e-4,               # Adam learning rate of all modules (the paper's).
                  betas: tuple[float, float] = (0.5, 0.999),  # Adam betas (the paper's beta1 0.5).
                  rec_weight: float = 1.0,        # Weight of the pixel MSE (images in [-1, 1]).
                  lambda_latent: float = 1e-3,    # Final weight of the latent adversary (paper: 1e-4).
                  lambda_ramp_steps: int = 2000,  # Steps over which it ramps up from 0 (paper: 500k).
-                 adv_weight: float = 0.01,       # Weight of the patch adversary on edited decodes.
-                 cls_weight: float = 0.05,       # Weight of the attribute loss on edited decodes.
+                 adv_weight: float = 0.05,       # Weight of the patch adversary on edited decodes.
+                 cls_weight: float = 0.5,        # Weight of the attribute loss on edited decodes.
+                 cls_lr: float = 1e-3,           # Adam learning rate of the patch discriminator's attribute trunk.
                  shuffle_fraction: float = 0.25,  # Share of edits that take another face's label row.
                  batch_size: int = 64):          # Global batch size (unused; the loop passes it to every recipe).
         super().__init__(attribute_names=attribute_names, size=size, prior=prior)
@@ -87,7 +98,7 @@ class FaderMethod(Method):
         self.d_channels, self.lr, self.betas = d_channels, lr, tuple(betas)
         self.rec_weight, self.lambda_latent, self.lambda_ramp_steps = rec_weight, lambda_latent, lambda_ramp_steps
         self.use_patch = preset == "default" and (adv_weight > 0 or cls_weight > 0)
-        self.adv_weight, self.cls_weight = adv_weight, cls_weight
+        self.adv_weight, self.cls_weight, self.cls_lr = adv_weight, cls_weight, cls_lr
         self.shuffle_fraction = shuffle_fraction
 
     def configure(self, fabric) -> None:
@@ -100,7 +111,14 @@ class FaderMethod(Method):
         adam = lambda module: torch.optim.Adam(module.parameters(), lr=self.lr, betas=self.betas)  # noqa: E731
         self.ae, self.opt_ae = fabric.setup(ae, adam(ae))
         self.latent_d, self.opt_latent = fabric.setup(latent_d, adam(latent_d))
-        self.patch_d, self.opt_patch = fabric.setup(patch_d, adam(patch_d)) if patch_d is not None else (None, None)
+        if patch_d is not None:  # the attribute trunk learns from real photos only, at a classifier's pace
+            head = list(patch_d.classify.parameters()) + list(patch_d.head.parameters())
+            rest = [p for p in patch_d.parameters() if all(p is not q for q in head)]
+            opt_patch = torch.optim.Adam([{"params": rest}, {"params": head, "lr": self.cls_lr}], lr=self.lr,
+                                         betas=self.betas)
+            self.patch_d, self.opt_patch = fabric.setup(patch_d, opt_patch)
+        else:
+            self.patch_d, self.opt_patch = None, None
         self.fabric = fabric
 
     def edit_targets(self, y: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,98 @@
+"""Fader Networks: the modules (shapes, y at every decoder layer, continuous y) and the recipe on the real loop."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import run_cli
+from facegen.models.fader import Decoder, Encoder, LatentDiscriminator, PatchDiscriminator
+from facegen.training.fader import FaderMethod, lambda_schedule
+
+TINY = ["--set", "channels=8", "--set", "latent_channels=8", "--set", "d_channels=8"]
+
+
+@pytest.mark.parametrize("size", [16, 64, 128])
+def test_shapes_at_every_size(size):
+    E = Encoder(size=size, channels=8, latent_channels=16)
+    D = Decoder(n_attributes=3, size=size, channels=8, latent_channels=16)
+    z = E(torch.zeros(2, 3, size, size))
+    assert z.shape == (2, 16, 8, 8)  # an 8x8 code at every size
+    x = D(z, torch.rand(2, 3))
+    assert x.shape == (2, 3, size, size) and x.abs().max() <= 1
+    assert LatentDiscriminator(n_attributes=3, latent_channels=16)(z).shape == (2, 3)
+    score, logits = PatchDiscriminator(n_attributes=3, size=size, channels=8)(x)
+    assert score.shape == (2, 8, 8) and logits.shape == (2, 3)
+
+
+def test_attributes_reach_every_decoder_layer():
+    D = Decoder(n_attributes=2, size=64, channels=8, latent_channels=16)
+    seen = []
+    hooks = [layer.register_forward_pre_hook(lambda m, args: seen.append(args[0])) for layer in [*D.ups, D.to_rgb]]
+    y = torch.tensor([[1.0, 0.25]])
+    D(torch.zeros(1, 16, 8, 8), y)
+    for hook in hooks:
+        hook.remove()
+    assert len(seen) == 3  # 8 -> 16 -> 32 -> 64
+    for h in seen:  # the last 4 channels are the pairs (y, 1 - y), tiled over the map
+        assert torch.equal(h[0, -4:, :, :].mean(dim=(1, 2)), torch.tensor([1.0, 0.25, 0.0, 0.75]))
+        assert h[0, -4:].std(dim=(1, 2)).max() == 0
+
+
+def test_continuous_y_lies_between_the_ends():
+    torch.manual_seed(0)
+    D = Decoder(n_attributes=1, size=16, channels=8, latent_channels=8).eval()
+    z = torch.randn(1, 8, 8, 8)
+    ends = [D(z, torch.tensor([[v]])) for v in (0.0, 0.5, 1.0)]
+    assert not torch.equal(ends[0], ends[2])
+    assert (ends[1] - ends[0]).abs().mean() < (ends[2] - ends[0]).abs().mean()
+    assert torch.isfinite(D(z, torch.tensor([[3.0]]))).all()  # extrapolation is defined
+
+
+def test_lambda_ramps_linearly_then_holds():
+    values = [lambda_schedule(s, lambda_latent=1e-3, ramp_steps=4) for s in range(7)]
+    assert values == pytest.approx([0.0, 2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    assert lambda_schedule(0, lambda_latent=1e-3, ramp_steps=0) == 1e-3
+
+
+def test_edit_targets_change_attributes():
+    method = FaderMethod(attribute_names=["a", "b", "c"], size=16, prior=None, shuffle_fraction=0.0)
+    torch.manual_seed(0)
+    y = (torch.rand(64, 3) < 0.5).float()
+    target = method.edit_targets(y)
+    assert ((target != y).sum(1) == 1).all()  # exactly one attribute flipped per face
+
+
+def _train(cache, out, *extra, steps=4):
+    return run_cli("train", "fader", "--data", cache, "--out", out, "--steps", steps, "--batch-size", 4,
+                   "--attrs", "young,male,smiling", "--log-every", 1, "--sample-every", 2, "--checkpoint-every", 2,
+                   "--no-progress", "--threads", 1, *TINY, *extra)
+
+
+def _losses(run):
+    return [{k: v for k, v in json.loads(line).items() if k not in ("seconds", "images_per_second")}
+            for line in (run / "stats.jsonl").read_text().splitlines()]
+
+
+def test_train_exports_and_resumes_bit_for_bit(tiny_cache, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert _train(tiny_cache, straight, steps=6) == 0
+    assert _train(tiny_cache, resumed, steps=2) == 0
+    assert run_cli("train", "fader", "--resume", resumed, "--steps", 6, "--no-progress") == 0
+    assert _losses(straight) == _losses(resumed)
+    rows = _losses(straight)
+    assert {"rec", "fool", "latent_d", "adv_g", "cls_g", "patch_d", "cls_d", "val/psnr"} <= set().union(*rows)
+    config = json.loads((straight / "model/config.json").read_text())
+    assert config["model"] == "fader" and set(config["modules"]) == {"encoder", "decoder"}
+    assert config["modules"]["decoder"]["n_attributes"] == 3
+    from PIL import Image
+
+    grid = Image.open(straight / "samples/step-000006.png")  # rows: original, reconstruction, 3 flips
+    assert grid.size[1] == 2 + 5 * 18 and (grid.size[0] - 2) % 18 == 0
+
+
+def test_paper_preset_trains_without_the_patch_discriminator(tiny_cache, tmp_path):
+    assert _train(tiny_cache, tmp_path / "paper", "--set", "preset=paper", steps=2) == 0
+    assert "patch_d" not in _losses(tmp_path / "paper")[-1]
