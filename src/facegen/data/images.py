@@ -101,7 +101,9 @@ def center_square(img: Image.Image) -> Image.Image:
     >>> center_square(Image.new("RGB", (89, 109))).size
     (89, 89)
     """
-    return img.crop(center_square_box(*img.size))
+    with warnings.catch_warnings():  # load_image already bounded the size; cropping a big one is not a bomb
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return img.crop(center_square_box(*img.size))
 
 
 def center_square_box(width: int, height: int) -> tuple[int, int, int, int]:

@@ -26,7 +26,6 @@ ignores y; the cVAE's uses it and returns its mean code.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,11 +128,9 @@ class EditPipeline:
         items = [images] if isinstance(images, (str, os.PathLike, Image.Image)) else list(images)
         if not items:
             raise FacegenError("no photos to edit")
-        with warnings.catch_warnings():  # load_image already bounds the size; cropping a huge photo re-warns
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            decoded = [item if isinstance(item, Image.Image) else load_image(item, min_side=self.decode_side)
-                       for item in items]
-            pixels = [square_resize(image, self.size) for image in decoded]
+        decoded = [item if isinstance(item, Image.Image) else load_image(item, min_side=self.decode_side)
+                   for item in items]
+        pixels = [square_resize(image, self.size) for image in decoded]  # center_square silences the bomb warning
         return to_tensor(np.stack(pixels))  # (n, 3, S, S)
 
     def photo_attributes(self, photos: Sequence[ImageLike] | torch.Tensor,
