@@ -127,7 +127,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     metrics = tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else None
     records = evaluate(model=args.model, data=args.data, out=args.out, classifier=args.classifier, n_fid=args.n_fid,
-                       n_per_value=args.n_per_value, n_edit=args.n_edit, seed=args.seed, metrics=metrics,
+                       n_per_value=args.n_per_value, n_edit=args.n_edit, n_identity=args.n_identity, seed=args.seed,
+                       metrics=metrics,
                        label=args.label, progress=not args.quiet)
     print(format_table(records, ["metric", "value", "n_samples", "classifier_accuracy", "seconds"],
                        headers=["metric", "value", "images", "stick accuracy", "seconds"]))
@@ -269,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--n-fid", type=int, default=2000, help="generated faces for FID/KID (default 2000)")
     evaluate.add_argument("--n-per-value", type=int, default=200, help="faces per attribute value for control (default 200)")
     evaluate.add_argument("--n-edit", type=int, default=500, help="validation faces to edit (default 500)")
+    evaluate.add_argument("--n-identity", type=int, default=100,
+                          help="edited faces per attribute for the dlib identity distance (default 100; ~0.1 s each)")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--out", default="runs/eval", help="folder for metrics.jsonl (default runs/eval)")
     evaluate.add_argument("--label", help="the model's name in the records (default: --model)")

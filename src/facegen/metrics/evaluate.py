@@ -62,7 +62,8 @@ def held_out(cache, attribute_names: list[str], n: int | None = None) -> tuple[t
 
 
 def evaluate(*, model: str, data: str, out: str | Path, classifier: str = "classifier", n_fid: int = 2000,
-             n_per_value: int = 200, n_edit: int = 500, seed: int = 0, metrics: tuple[str, ...] | None = None,
+             n_per_value: int = 200, n_edit: int = 500, n_identity: int = 100, seed: int = 0,
+             metrics: tuple[str, ...] | None = None,
              label: str | None = None, progress: bool = True) -> list[dict]:
     """Run every protocol the model supports; returns the records (also appended to out/metrics.jsonl)."""
     from facegen.data import open_cache
@@ -123,7 +124,8 @@ def evaluate(*, model: str, data: str, out: str | Path, classifier: str = "class
         record("reconstruction/psnr_db", quality["psnr_mean"], quality["n"], seconds, std=quality["psnr_std"])
         record("reconstruction/ssim", quality["ssim_mean"], quality["n"], seconds, std=quality["ssim_std"])
         tic = time.perf_counter()
-        edits = protocols.edit_success(edit_fn, x, y, names, stick, stick.names, edit_names=stick_names)
+        edits = protocols.edit_success(edit_fn, x, y, names, stick, stick.names, edit_names=stick_names,
+                                       identity_limit=n_identity)
         seconds = time.perf_counter() - tic
         for name, row in edits.items():
             record(f"edit/{name}", row["success"], len(x), seconds, classifier_accuracy=stick_accuracy[name],
