@@ -13,10 +13,18 @@ run folder and calls `training_loop(**options)`. A run folder holds:
       samples/step-000500.png fixed-noise, fixed-attribute sample grids
       checkpoints/last.pt     full resume state (atomic; weights_only loadable)
       model/                  the exported inference model (config.json + model.safetensors)
+
+On several devices or machines (docs/scaling.md) every process runs this same
+function: `--devices N --strategy ddp` starts the other processes itself;
+under `torchrun`, `fabric run` or SLURM's `srun` they already exist. Each
+process reads its own share of every global batch from the cache, gradients
+are averaged by DDP, and only rank 0 writes into the run folder.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import os
@@ -29,7 +37,7 @@ import torch
 from facegen.attributes import AttributePrior
 from facegen.errors import FacegenError
 from facegen.training.checkpoint import load_checkpoint, save_checkpoint
-from facegen.training.method import Batches, FixedBatch, step_seed
+from facegen.training.method import Batches, FixedBatch, step_seed, unwrap
 
 # Losses above this are treated as divergence, as are NaN and inf.
 EXPLODED_LOSS = 1e4
@@ -73,25 +81,29 @@ def training_loop(
     threads: int | None = None,      # CPU threads per process (default: torch's choice).
     progress: bool = True,           # Show a progress bar.
     max_seconds: float | None = None,  # Stop (with a checkpoint) after this much wall time.
-) -> Path:
-    from lightning.fabric import Fabric
-    from lightning.fabric.loggers import TensorBoardLogger
-
-    from facegen.data import resolve_training_data
+) -> Path | None:
+    """Train; returns the run folder on rank 0 and None on the other processes."""
+    from facegen.data import is_cache, resolve_training_data
     from facegen.pretrained import save_pretrained
 
     run_dir = Path(run_dir)
-    if threads:
+    if threads:  # the environment variable reaches the processes that Fabric starts, before they load torch
         torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
     options = {k: v for k, v in locals().items() if k in _OPTION_NAMES}
     options["run_dir"] = str(run_dir)
-
-    fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
-                    precision=precision, loggers=TensorBoardLogger(root_dir=str(run_dir), name="tensorboard", version=""))
-    fabric.launch()
+    options |= _fabric_settings(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+                                precision=precision)
+    fabric = _start_fabric(run_dir, **{k: options[k] for k in _FABRIC_SETTINGS})
     rank, world = fabric.global_rank, fabric.world_size
+    if batch_size % world:
+        raise FacegenError(f"--batch-size {batch_size} does not split evenly over {world} processes; "
+                           f"use a multiple of {world}")
 
-    cache = resolve_training_data(data, size=size, progress=progress and rank == 0)
+    # A data set folder is cached once, by rank 0, before the others open it. A cache is opened by all at once, so a
+    # mistake (the wrong --size, say) stops every process with its one-line message instead of leaving them waiting.
+    with contextlib.nullcontext() if is_cache(data) else fabric.rank_zero_first():
+        cache = resolve_training_data(data, size=size, progress=progress and rank == 0)
     columns = [cache.attribute_names.index(name) for name in attributes]
     labels = np.ascontiguousarray(cache.labels[:, columns])  # (N, A) uint8
     train_index, valid_index = cache.indices("train"), cache.indices("valid")
@@ -110,12 +122,16 @@ def training_loop(
     method.configure(fabric)
 
     start_step, stats = 0, {"seconds": 0.0}
-    if resume:
+    if resume:  # every process loads the same file, whatever the device count that wrote it
         checkpoint = load_checkpoint(resume)
         if checkpoint["method"] != model:
             raise FacegenError(f"{resume} is a {checkpoint['method']} checkpoint, not {model}")
         method.load_state_dict(checkpoint["state"])
         start_step, stats = checkpoint["step"], checkpoint["stats"]
+    # Test hook (tests/test_distributed.py): FACEGEN_DEBUG_WEIGHT_HASHES=DIR makes each process log its weights' hash.
+    hash_dir = os.environ.get("FACEGEN_DEBUG_WEIGHT_HASHES")
+    if hash_dir:
+        _record_weight_hash(hash_dir, rank, start_step, method)
     if rank == 0:
         (run_dir / "samples").mkdir(parents=True, exist_ok=True)
         (run_dir / "training_options.json").write_text(json.dumps(options, indent=2) + "\n")
@@ -140,12 +156,16 @@ def training_loop(
     deadline = time.monotonic() + max_seconds if max_seconds else None
     try:
         while step < steps:
-            torch.manual_seed(step_seed(seed, step, rank))  # noise, dropout and augmentation of this step
+            # Noise, dropout and augmentation of this step; they differ between processes, or every process
+            # would draw the same fakes for its share of the batch.
+            torch.manual_seed(step_seed(seed, step, rank))
             x, y = batches(step)
             tic = time.perf_counter()
             losses = method.training_step(fabric.to_device(x), fabric.to_device(y), step)
             stats["seconds"] += time.perf_counter() - tic
-            values = {k: float(v) for k, v in losses.items()}
+            values, stop = _agree(fabric, losses, stop=deadline is not None and time.monotonic() > deadline)
+            if hash_dir:
+                _record_weight_hash(hash_dir, rank, step + 1, method)
             bad = [k for k, v in values.items() if not math.isfinite(v) or abs(v) > EXPLODED_LOSS]
             if bad:
                 raise FacegenError(f"training diverged at step {step}: {bad[0]} = {values[bad[0]]:.4g}; "
@@ -160,7 +180,7 @@ def training_loop(
                 elapsed = time.perf_counter() - window_start
                 row = {"step": step, "kimg": round(step * batch_size / 1000, 3), "seconds": round(stats["seconds"], 2),
                        "images_per_second": round(window_images / max(elapsed, 1e-9), 2), **values}
-                if (step % sample_every == 0 or step == steps) and hasattr(method, "validate"):
+                if rank == 0 and (step % sample_every == 0 or step == steps) and hasattr(method, "validate"):
                     if valid is None:  # held-out images, decoded once
                         held_out = valid_index[:1000]
                         valid = (_to_float(cache.images[held_out]), torch.from_numpy(labels[held_out].astype(np.float32)))
@@ -176,7 +196,7 @@ def training_loop(
                 _save_samples(method, fixed, run_dir / "samples" / f"step-{step:06d}.png", rank)
             if step % checkpoint_every == 0 or step == steps:
                 snapshot()
-            if deadline is not None and time.monotonic() > deadline:
+            if stop:
                 if step % checkpoint_every:
                     snapshot()
                 break
@@ -185,12 +205,98 @@ def training_loop(
             bar.close()
         if log is not None:
             log.close()
-    return run_dir
+    return run_dir if rank == 0 else None
 
 
+_FABRIC_SETTINGS = ("accelerator", "devices", "num_nodes", "strategy", "precision")
 _OPTION_NAMES = ("model", "data", "attributes", "size", "steps", "batch_size", "seed", "method_options",
                  "log_every", "sample_every", "checkpoint_every", "resume", "accelerator", "devices", "num_nodes",
                  "strategy", "precision", "threads", "max_seconds")
+
+
+def _fabric_settings(**settings) -> dict:
+    """The Fabric settings of this run. Under `fabric run` its flags (LT_* variables) fill what facegen was not told."""
+    from facegen.training.options import DEFAULTS
+
+    if os.environ.get("LT_CLI_USED") != "1":
+        return settings
+    for name, value in settings.items():
+        launcher = os.environ.get(f"LT_{name.upper()}")
+        if launcher is None or str(value) == launcher:
+            continue
+        if str(value) != str(DEFAULTS[name]):
+            raise FacegenError(f"--{name.replace('_', '-')} {value} contradicts `fabric run --{name.replace('_', '-')} "
+                               f"{launcher}`; give it only once")
+        settings[name] = int(launcher) if launcher.isdigit() else launcher
+    return settings
+
+
+def _start_fabric(run_dir: Path, *, accelerator, devices, num_nodes, strategy, precision):
+    """Fabric, with its processes started and joined (unless a launcher started them); its refusals as FacegenErrors."""
+    from lightning.fabric import Fabric
+    from lightning.fabric.loggers import TensorBoardLogger
+
+    cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available()
+                                   and not torch.backends.mps.is_available())
+    if str(precision).startswith("16") and cpu:  # Fabric would quietly switch to bf16 instead
+        raise FacegenError(f"--precision {precision} needs a GPU; on CPU use 32-true (fastest there) or bf16-mixed")
+    try:
+        fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+                        precision=precision,
+                        loggers=TensorBoardLogger(root_dir=str(run_dir), name="tensorboard", version=""))
+        if os.environ.get("LT_CLI_USED") != "1":  # `fabric run` started the processes and forbids launch()
+            fabric.launch()
+    except (ValueError, RuntimeError) as error:  # unknown devices, a torchrun/SLURM size that differs, ...
+        message = " ".join(str(error).split())
+        raise FacegenError(f"cannot start training on --accelerator {accelerator} --devices {devices} --num-nodes "
+                           f"{num_nodes} --strategy {strategy} --precision {precision}: {message}") from None
+    started = _launcher_world_size()
+    if started > 1 and fabric.world_size != started:  # else each process would train alone, into the same folder
+        raise FacegenError(f"the launcher started {started} processes but facegen was told --devices {devices} "
+                           f"--num-nodes {num_nodes}; give the devices per node and the nodes the launcher has")
+    return fabric
+
+
+def _launcher_world_size() -> int:
+    """How many processes torchrun, `fabric run` or SLURM started (1 when none did)."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+    if TorchElasticEnvironment.detect():
+        return int(os.environ["WORLD_SIZE"])
+    if SLURMEnvironment.detect():
+        return int(os.environ["SLURM_NTASKS"])
+    return 1
+
+
+def _agree(fabric, losses: dict, *, stop: bool) -> tuple[dict[str, float], bool]:
+    """Losses averaged over the processes, and whether any of them wants to stop, in one small all-reduce.
+
+    The logs then describe the whole global batch, and every process stops at
+    the same step, on divergence or at --max-minutes, instead of the others
+    waiting forever for one that left.
+    """
+    flat = torch.stack([torch.as_tensor(v, device=fabric.device).float().reshape(()) for v in losses.values()]
+                       + [torch.tensor(float(stop), device=fabric.device)])  # (n_losses + 1,)
+    if fabric.world_size > 1:
+        flat = fabric.all_reduce(flat, reduce_op="mean")
+    *values, stop_share = flat.tolist()
+    return dict(zip(losses, values)), stop_share > 0
+
+
+def _record_weight_hash(folder: str, rank: int, step: int, method) -> None:
+    """Append "step hash" of this process's parameters to FOLDER/rank<r>.txt (the test of identical DDP replicas).
+
+    Parameters only: buffers (BatchNorm statistics, spectral-norm vectors)
+    differ between processes until DDP copies rank 0's at the next forward.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for name, module in sorted(method.trainables().items()):
+        for key, parameter in unwrap(module).named_parameters():
+            digest.update(f"{name}.{key}".encode())
+            digest.update(parameter.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with open(Path(folder) / f"rank{rank}.txt", "a") as handle:
+        handle.write(f"{step} {digest.hexdigest()}\n")
 
 
 def _to_float(images: np.ndarray) -> torch.Tensor:

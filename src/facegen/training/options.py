@@ -20,6 +20,10 @@ DEFAULTS = {"size": 64, "steps": 5000, "batch_size": 64, "seed": 0, "log_every":
             "checkpoint_every": 500, "accelerator": "auto", "devices": 1, "num_nodes": 1, "strategy": "auto",
             "precision": "32-true", "threads": None, "progress": True, "max_seconds": None}
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
+# Fabric strategies the loop supports: one process per device, launched before the loop runs, full replicas
+# (rank 0 alone saves them). ddp_spawn/ddp_fork would need the loop inside fabric.launch(fn); FSDP and DeepSpeed
+# shard the state, so saving it would take every process.
+STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
 
 
 def parse_settings(pairs: list[str] | None, method_cls) -> dict:
@@ -55,12 +59,14 @@ def build_options(*, model: str, given: dict, settings: list[str] | None = None)
         if fixed or settings:
             raise FacegenError(f"a resumed run keeps its settings; only {', '.join(RESUMABLE)} may change "
                                f"(you gave {', '.join(fixed or ['--set'])})")
+        if any(given.get(k) is not None for k in ("devices", "num_nodes")) and given.get("strategy") is None:
+            options["strategy"] = "auto"  # chosen anew for the new device count: DDP for several, none for one
         options |= {k: v for k, v in given.items() if k in RESUMABLE and v is not None}
         options["resume"] = str(resume)
         options["run_dir"] = str(given.get("run_dir") or Path(resume if Path(resume).is_dir() else Path(resume).parent.parent))
         if checkpoint["step"] >= options["steps"]:
             raise FacegenError(f"{resume} already finished {checkpoint['step']} steps; pass a larger --steps to go on")
-        return options
+        return _check_devices(options)
 
     options = DEFAULTS | {k: v for k, v in given.items() if v is not None}
     options["model"] = model
@@ -80,10 +86,41 @@ def build_options(*, model: str, given: dict, settings: list[str] | None = None)
     for name in ("steps", "batch_size", "log_every", "sample_every", "checkpoint_every"):
         if int(options[name]) < 1:
             raise FacegenError(f"--{name.replace('_', '-')} must be at least 1, got {options[name]}")
-    if str(options["precision"]) not in PRECISIONS:
-        raise FacegenError(f"--precision must be one of {', '.join(PRECISIONS)}, got {options['precision']}")
     options["attributes"] = _attributes(model, options.get("attributes"), options["data"])
     options["method_options"] = parse_settings(settings, method_cls) | options.get("method_options", {})
+    return _check_devices(options)
+
+
+def _check_devices(options: dict) -> dict:
+    """Validate the device settings (new and resumed runs); --devices "4" becomes 4.
+
+    >>> _check_devices({"devices": "2", "num_nodes": 1, "strategy": "ddp", "precision": "32-true",
+    ...                 "accelerator": "cpu", "batch_size": 64})["devices"]
+    2
+    """
+    devices = str(options["devices"]).strip()
+    indices = [part.strip() for part in devices.strip("[]").split(",") if part.strip()]  # "0,1,3" -> GPUs 0, 1, 3
+    if devices.lstrip("-").isdigit():
+        options["devices"] = devices = int(devices)
+    elif devices != "auto" and not all(index.isdigit() for index in indices):
+        raise FacegenError(f"--devices must be a number, a list of device indices like 0,1,3, or auto; got {devices}")
+    if int(options["num_nodes"]) < 1 or devices == 0:
+        raise FacegenError("--devices and --num-nodes must be at least 1 (--devices -1 or auto: all of the node's)")
+    if options["strategy"] not in STRATEGIES:
+        raise FacegenError(f"--strategy {options['strategy']} is not supported; use ddp (or auto), one process per "
+                           "device, started by --devices N, torchrun, fabric run or srun (see docs/scaling.md)")
+    if str(options["precision"]) not in PRECISIONS:
+        raise FacegenError(f"--precision must be one of {', '.join(PRECISIONS)}, got {options['precision']}")
+    if str(options["precision"]).startswith("16") and options["accelerator"] == "cpu":
+        raise FacegenError(f"--precision {options['precision']} needs a GPU; on CPU use 32-true (fastest there) "
+                           "or bf16-mixed")
+    count = devices if isinstance(devices, int) and devices > 0 else None
+    if isinstance(devices, str) and devices != "auto":
+        count = len(indices)
+    if count and int(options["batch_size"]) % (count * int(options["num_nodes"])):
+        processes = count * int(options["num_nodes"])
+        raise FacegenError(f"--batch-size {options['batch_size']} does not split evenly over {processes} processes "
+                           f"(--devices x --num-nodes); use a multiple of {processes}")
     return options
 
 
