@@ -161,6 +161,8 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     pipe = EditPipeline.from_pretrained(args.model, classifier=args.classifier, batch_size=args.batch_size)
     pipe.parse(request, args.flip, args.extrapolate)  # an unknown attribute stops here, before any photo is read
     report = lambda line: print(f"facegen: {line}", file=sys.stderr)  # noqa: E731
+    if args.align:
+        return _edit_aligned(args, pipe, photos, targets, request, report)
     failures = edit_files(pipe, photos, targets, request, flip=args.flip, extrapolate=args.extrapolate, log=report)
     if len(photos) == 1 and failures:
         raise FacegenError(failures[0][1])
@@ -172,6 +174,28 @@ def _cmd_edit(args: argparse.Namespace) -> int:
         report(f"{len(failures)} of {len(photos)} photos could not be read (listed above)")
         return 2
     return 0
+
+
+def _edit_aligned(args, pipe, photos, targets, request, report) -> int:
+    from facegen.pipelines.own_photo import check_align_inputs, edit_photo_aligned
+
+    check_align_inputs(photos)
+    failures = 0
+    for photo, target in zip(photos, targets):
+        try:
+            result, n_faces, sources = edit_photo_aligned(pipe, photo, request, flip=args.flip,
+                                                          extrapolate=args.extrapolate, face=args.face,
+                                                          detector=args.detector)
+        except FacegenError as error:
+            if len(photos) == 1:
+                raise
+            report(f"skipped {error}")
+            failures += 1
+            continue
+        result.save(target, **({"quality": 95} if target.suffix.lower() in (".jpg", ".jpeg") else {}))
+        print(f"edited {n_faces} face{'s' * (n_faces != 1)} of {photo} into {target} at {result.size[0]}x{result.size[1]} "
+              f"(own values from {sources[0]})")
+    return 2 if failures else 0
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -308,6 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--out-dir", help="folder for many photos: one output per input, same file name")
     edit.add_argument("--batch-size", type=int, default=64, help="photos per batch (default 64)")
     edit.add_argument("--extrapolate", action="store_true", help="allow values beyond [0, 1] (up to -3..4)")
+    edit.add_argument("--align", action="store_true",
+                      help="any photo: find the faces (dlib), align each like CelebA, edit, paste back at full size")
+    edit.add_argument("--face", type=int, help="with --align: only face N (0 = leftmost; default all)")
+    edit.add_argument("--detector", choices=("hog", "cnn"), default="hog",
+                      help="with --align: dlib's fast HOG detector or its slower, more thorough CNN (default hog)")
     edit.set_defaults(handler=_cmd_edit)
 
     sweep = commands.add_parser("sweep", help="one photo across the range of one or more attribute faders",
@@ -329,9 +358,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands whose free-form tokens (photos, NAME=VALUE) may stand between flags: `edit photo.jpg --align male=0`.
+_INTERMIXED = ("generate", "edit")
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = build_parser()
+    if argv and argv[0] in _INTERMIXED and not {"-h", "--help"} & set(argv):
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return commands.choices[argv[0]].parse_intermixed_args(argv[1:])
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = parse(list(sys.argv[1:] if argv is None else argv))
         return args.handler(args)
     except FacegenError as error:
         print(f"facegen: error: {error}", file=sys.stderr)
