@@ -38,3 +38,21 @@ def test_evaluate_refuses_a_non_classifier_stick(tiny_models, tiny_cache, tmp_pa
     _, gan = tiny_models
     assert run_cli("evaluate", "--model", gan, "--data", tiny_cache, "--classifier", gan, "--out", tmp_path) == 2
     assert "not an attribute classifier" in capsys.readouterr().err
+
+
+def test_evaluate_an_editor(tiny_cache, tmp_path, capsys):
+    from conftest import FIXTURES  # noqa: F401  (the tiny cache is built from its official layout)
+
+    root = tmp_path
+    common = ["--data", tiny_cache, "--steps", 2, "--batch-size", 4, "--no-progress", "--threads", 1]
+    assert run_cli("train", "classifier", "--out", root / "cls", *common, *TINY["classifier"]) == 0
+    assert run_cli("train", "fader", "--out", root / "fader", "--attrs", "young,male", *common, "--set", "channels=8",
+                   "--set", "latent_channels=8", "--set", "d_channels=8") == 0
+    out = root / "eval"
+    assert run_cli("evaluate", "--model", root / "fader", "--data", tiny_cache, "--classifier", root / "cls",
+                   "--n-identity", 2, "--out", out, "--quiet") == 0
+    rows = {row["metric"]: row for row in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())}
+    assert {"reconstruction/psnr_db", "reconstruction/ssim", "edit/Young", "edit/Male"} <= set(rows)
+    edit = rows["edit/Male"]
+    assert 0.0 <= edit["value"] <= 1.0 and edit["n_samples"] == 2 and "others_unchanged" in edit
+    assert "control/Male" not in rows and "fid" not in rows  # a fader cannot sample faces from nothing

@@ -128,8 +128,8 @@ def evaluate(*, model: str, data: str, out: str | Path, classifier: str = "class
                                        identity_limit=n_identity)
         seconds = time.perf_counter() - tic
         for name, row in edits.items():
-            record(f"edit/{name}", row["success"], len(x), seconds, classifier_accuracy=stick_accuracy[name],
-                   **{k: v for k, v in row.items() if k != "success"})
+            record(f"edit/{name}", row["success"], row["n"], seconds, classifier_accuracy=stick_accuracy[name],
+                   **{k: v for k, v in row.items() if k not in ("success", "n")})
     return records
 
 
