@@ -15,9 +15,8 @@ as a single input concatenation (the classic cVAE failure: attributes read
 from z, y ignored, edits do nothing).
 
 Widths were chosen for a 1-thread CPU budget (see `facegen.training.cvae`):
-the decoder is the cGAN's default generator shape (32 -> 256 channels,
-transposed 4x4 convolutions, ~107 MFLOP-MACs at 64x64), the encoder its
-mirror image.
+at 64x64 with the defaults the encoder costs 68 MFLOP and the decoder 55
+MFLOP per image (forward, counted with `FlopCounterMode`).
 
     >>> import torch
     >>> E, D = Encoder(n_attributes=3, size=64), Decoder(n_attributes=3, size=64)
@@ -30,21 +29,13 @@ mirror image.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from facegen.models.layers import ConditionalBatchNorm2d, centered, tile
+from facegen.models.cgan import Generator, _channels
+from facegen.models.layers import centered, tile
 
 LOGVAR_RANGE = (-12.0, 6.0)  # keeps exp(logvar) finite early in training; std from 2.5e-3 to 20
-
-
-def _widths(size: int, channels: int, floor: int = 32) -> list[int]:
-    """Channels from the 4x4 level to the full resolution, halving each level (floored), e.g. [256, 128, 64, 32, 32]."""
-    levels = math.log2(size / 4)
-    assert levels.is_integer() and levels >= 2, f"size must be a power of two >= 16, got {size}"
-    return [max(channels // 2**i, floor) for i in range(int(levels) + 1)]
 
 
 class Encoder(nn.Module):
@@ -53,7 +44,7 @@ class Encoder(nn.Module):
     def __init__(self, *, n_attributes: int, size: int = 64, z_dim: int = 128, channels: int = 256):
         super().__init__()
         self.n_attributes, self.size, self.z_dim = n_attributes, size, z_dim
-        widths = _widths(size, channels)[::-1]  # e.g. [32, 32, 64, 128, 256] from 64x64 down to 4x4
+        widths = _channels(size, channels, 32)[::-1]  # e.g. [32, 32, 64, 128, 256] from 64x64 down to 4x4
         layers: list[nn.Module] = [nn.Conv2d(3 + n_attributes, widths[1], 4, 2, 1), nn.LeakyReLU(0.2)]
         for c_in, c_out in zip(widths[1:-1], widths[2:]):
             layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
@@ -71,29 +62,16 @@ class Encoder(nn.Module):
         return mu, logvar.clamp(*LOGVAR_RANGE)
 
 
-class Decoder(nn.Module):
-    """z (B, z_dim) and y (B, A) in [0, 1] -> x (B, 3, size, size) in [-1, 1]."""
+class Decoder(Generator):
+    """z (B, z_dim) and y (B, A) in [0, 1] -> x (B, 3, size, size) in [-1, 1].
+
+    The cGAN's default generator, reused as it is: conditional BatchNorm at
+    every resolution, so a cVAE and a cGAN of the same width compare as
+    objectives, not as architectures.
+    """
 
     def __init__(self, *, n_attributes: int, size: int = 64, z_dim: int = 128, channels: int = 256):
-        super().__init__()
-        self.n_attributes, self.size, self.z_dim = n_attributes, size, z_dim
-        widths = _widths(size, channels)  # e.g. [256, 128, 64, 32, 32] from 4x4 up to 64x64
-        self.fc = nn.Linear(z_dim + n_attributes, widths[0] * 16)
-        self.norm0 = ConditionalBatchNorm2d(widths[0], n_attributes)
-        self.ups = nn.ModuleList(
-            nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False) for c_in, c_out in zip(widths[:-2], widths[1:-1]))
-        self.norms = nn.ModuleList(ConditionalBatchNorm2d(c, n_attributes) for c in widths[1:-1])
-        self.to_rgb = nn.ConvTranspose2d(widths[-2], 3, 4, 2, 1)
-
-    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        assert z.ndim == 2 and z.shape[1] == self.z_dim and y.shape == (z.shape[0], self.n_attributes), (
-            f"expected z (B, {self.z_dim}) and y (B, {self.n_attributes}), got {tuple(z.shape)} and {tuple(y.shape)}")
-        y = centered(y)
-        h = self.fc(torch.cat([z, y], dim=1)).view(z.shape[0], -1, 4, 4)  # (B, C0, 4, 4)
-        h = torch.relu(self.norm0(h, y))
-        for up, norm in zip(self.ups, self.norms):
-            h = torch.relu(norm(up(h), y))  # (B, C/2, 2H, 2W)
-        return torch.tanh(self.to_rgb(h))  # (B, 3, size, size)
+        super().__init__(n_attributes=n_attributes, size=size, z_dim=z_dim, channels=channels)
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
