@@ -23,7 +23,9 @@ def card(name: str, run: Path, metrics: Path | None, note: str) -> str:
     options = json.loads((run / "training_options.json").read_text())
     config = json.loads((SHIPPED_DIR / name / "config.json").read_text())
     stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
-    last = stats[-1]
+    info = config.get("info", {})
+    last = {"step": info.get("steps", stats[-1]["step"]), "kimg": info.get("kimg", stats[-1]["kimg"]),
+            "seconds": info.get("seconds", stats[-1]["seconds"])}  # the exported weights' own step, not the last log
     size_mb = (SHIPPED_DIR / name / "model.safetensors").stat().st_size / 1e6
     lines = [
         f"# Model card: `{name}`", "",
