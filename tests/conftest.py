@@ -35,6 +35,14 @@ def celeba9k() -> Path:
     return path
 
 
+def logged_losses(run: Path) -> list[dict]:
+    """A run's stats.jsonl rows without the timing columns: what a bit-for-bit resume must reproduce."""
+    import json
+
+    rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_second")} for row in rows]
+
+
 def run_cli(*args: str) -> int:
     """Call the CLI in-process, the way a user's shell would, and return its exit code."""
     from facegen.cli import main

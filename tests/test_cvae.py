@@ -13,6 +13,7 @@ from facegen.attributes import AttributePrior
 from facegen.cli import main
 from facegen.data import prepare_cache
 from facegen.models.cvae import Decoder, Encoder, kl_divergence
+from conftest import logged_losses
 from facegen.training.cvae import CVAEMethod, kl_weight_at, laplacian_variance
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -104,9 +105,7 @@ def _train(cache, out, *extra):
     return main(args + ["--out", str(out)] + list(extra))
 
 
-def _losses(run: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_second")} for row in rows]
+_losses = logged_losses
 
 
 def test_resume_is_bit_for_bit_and_the_model_generates(cache16, tmp_path):

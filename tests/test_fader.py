@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import run_cli, logged_losses
 from facegen.models.fader import Decoder, Encoder, LatentDiscriminator, PatchDiscriminator
 from facegen.training.fader import FaderMethod, lambda_schedule
 
@@ -71,9 +71,7 @@ def _train(cache, out, *extra, steps=4):
                    "--no-progress", "--threads", 1, *TINY, *extra)
 
 
-def _losses(run):
-    return [{k: v for k, v in json.loads(line).items() if k not in ("seconds", "images_per_second")}
-            for line in (run / "stats.jsonl").read_text().splitlines()]
+_losses = logged_losses
 
 
 def test_train_exports_and_resumes_bit_for_bit(tiny_cache, tmp_path):

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from conftest import TINY, run_cli
+from conftest import TINY, run_cli, logged_losses
 
 
 def _train(cache, out, *extra, model="cgan", steps=4, attrs="young,male"):
@@ -18,9 +18,7 @@ def _train(cache, out, *extra, model="cgan", steps=4, attrs="young,male"):
     return run_cli(*args, *TINY.get(model, []), *extra)
 
 
-def _losses(run):
-    return [{k: v for k, v in json.loads(line).items() if k not in ("seconds", "images_per_second")}
-            for line in (run / "stats.jsonl").read_text().splitlines()]
+_losses = logged_losses
 
 
 def test_a_run_writes_its_folder(tiny_cache, tmp_path):
