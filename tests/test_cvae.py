@@ -105,14 +105,13 @@ def _train(cache, out, *extra):
     return main(args + ["--out", str(out)] + list(extra))
 
 
-_losses = logged_losses
 
 
 def test_resume_is_bit_for_bit_and_the_model_generates(cache16, tmp_path):
     assert _train(cache16, tmp_path / "whole", "--steps", "4", *TINY_SETTINGS) == 0
     assert _train(cache16, tmp_path / "split", "--steps", "2", *TINY_SETTINGS) == 0
     assert main(["train", "cvae", "--resume", str(tmp_path / "split"), "--steps", "4", "--no-progress"]) == 0
-    whole, split = _losses(tmp_path / "whole"), _losses(tmp_path / "split")
+    whole, split = logged_losses(tmp_path / "whole"), logged_losses(tmp_path / "split")
     assert len(whole) == 4 and whole == split
     assert {"val/psnr_db", "val/sharpness_prior"} <= set(whole[1])
     config = json.loads((tmp_path / "whole" / "model" / "config.json").read_text())

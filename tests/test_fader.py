@@ -71,7 +71,6 @@ def _train(cache, out, *extra, steps=4):
                    "--no-progress", "--threads", 1, *TINY, *extra)
 
 
-_losses = logged_losses
 
 
 def test_train_exports_and_resumes_bit_for_bit(tiny_cache, tmp_path):
@@ -79,8 +78,8 @@ def test_train_exports_and_resumes_bit_for_bit(tiny_cache, tmp_path):
     assert _train(tiny_cache, straight, steps=6) == 0
     assert _train(tiny_cache, resumed, steps=2) == 0
     assert run_cli("train", "fader", "--resume", resumed, "--steps", 6, "--no-progress") == 0
-    assert _losses(straight) == _losses(resumed)
-    rows = _losses(straight)
+    assert logged_losses(straight) == logged_losses(resumed)
+    rows = logged_losses(straight)
     assert {"rec", "fool", "latent_d", "adv_g", "cls_g", "patch_d", "cls_d", "val/psnr"} <= set().union(*rows)
     config = json.loads((straight / "model/config.json").read_text())
     assert config["model"] == "fader" and set(config["modules"]) == {"encoder", "decoder"}
@@ -93,4 +92,4 @@ def test_train_exports_and_resumes_bit_for_bit(tiny_cache, tmp_path):
 
 def test_paper_preset_trains_without_the_patch_discriminator(tiny_cache, tmp_path):
     assert _train(tiny_cache, tmp_path / "paper", "--set", "preset=paper", steps=2) == 0
-    assert "patch_d" not in _losses(tmp_path / "paper")[-1]
+    assert "patch_d" not in logged_losses(tmp_path / "paper")[-1]

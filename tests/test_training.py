@@ -18,7 +18,6 @@ def _train(cache, out, *extra, model="cgan", steps=4, attrs="young,male"):
     return run_cli(*args, *TINY.get(model, []), *extra)
 
 
-_losses = logged_losses
 
 
 def test_a_run_writes_its_folder(tiny_cache, tmp_path):
@@ -30,7 +29,7 @@ def test_a_run_writes_its_folder(tiny_cache, tmp_path):
     assert any((run / "tensorboard").iterdir())
     options = json.loads((run / "training_options.json").read_text())
     assert options["attributes"] == ["Young", "Male"] and options["steps"] == 4
-    assert len(_losses(run)) == 4
+    assert len(logged_losses(run)) == 4
 
 
 def test_resume_continues_bit_for_bit(tiny_cache, tmp_path):
@@ -38,7 +37,7 @@ def test_resume_continues_bit_for_bit(tiny_cache, tmp_path):
     assert _train(tiny_cache, straight, steps=6) == 0
     assert _train(tiny_cache, resumed, steps=2) == 0
     assert run_cli("train", "cgan", "--resume", resumed, "--steps", 6, "--no-progress") == 0
-    assert _losses(straight) == _losses(resumed)
+    assert logged_losses(straight) == logged_losses(resumed)
     a = torch.load(straight / "checkpoints/last.pt", weights_only=True)["state"]["modules"]["generator"]
     b = torch.load(resumed / "checkpoints/last.pt", weights_only=True)["state"]["modules"]["generator"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -58,7 +57,7 @@ def test_study2018_preset_and_classifier_train(tiny_cache, tmp_path):
     config = json.loads((tmp_path / "study/model/config.json").read_text())
     assert config["preset"] == "study2018" and config["modules"]["generator"]["z_dim"] == 100
     assert _train(tiny_cache, tmp_path / "cls", model="classifier", attrs=None) == 0
-    stats = _losses(tmp_path / "cls")
+    stats = logged_losses(tmp_path / "cls")
     assert "val/mean" in stats[-1] and 0.0 <= stats[-1]["val/mean"] <= 1.0
     assert len(json.loads((tmp_path / "cls/model/config.json").read_text())["attribute_names"]) == 40
 
