@@ -34,7 +34,8 @@ HEADER = """\
 Faces with the attributes you ask for. **Generate** makes new faces: move a slider and the same faces change
 that one attribute. **Edit a photo** changes the attributes of a real face. Photos must be
 **CelebA-aligned faces** (eyes level, face centred and filling most of the frame, like the sample faces);
-there is no face detector yet, so other pictures give poor results. The models were trained on CelebA
+this tab does not find faces yet, so other pictures give poor results: for any photo, use
+`facegen edit photo.jpg --align ...` on the command line. The models were trained on CelebA
 (non-commercial research only).
 """
 # 64 px faces would show as thumbnails: let the browser scale them up to fill their box.
