@@ -14,28 +14,49 @@ from facegen.training.fader import FaderMethod, lambda_schedule
 TINY = ["--set", "channels=8", "--set", "latent_channels=8", "--set", "d_channels=8"]
 
 
+@pytest.mark.parametrize("upsample", ["transpose", "nearest"])
 @pytest.mark.parametrize("size", [16, 64, 128])
-def test_shapes_at_every_size(size):
+def test_shapes_at_every_size(size, upsample):
     E = Encoder(size=size, channels=8, latent_channels=16)
-    D = Decoder(n_attributes=3, size=size, channels=8, latent_channels=16)
+    D = Decoder(n_attributes=3, size=size, channels=8, latent_channels=16, upsample=upsample)
     z = E(torch.zeros(2, 3, size, size))
     assert z.shape == (2, 16, 8, 8)  # an 8x8 code at every size
     x = D(z, torch.rand(2, 3))
     assert x.shape == (2, 3, size, size) and x.abs().max() <= 1
     assert LatentDiscriminator(n_attributes=3, latent_channels=16)(z).shape == (2, 3)
-    score, logits = PatchDiscriminator(n_attributes=3, size=size, channels=8)(x)
-    assert score.shape == (2, 8, 8) and logits.shape == (2, 3)
+    for pool in (1, 2):
+        score, logits = PatchDiscriminator(n_attributes=3, size=size, channels=8, classifier_pool=pool)(x)
+        assert score.shape == (2, 8, 8) and logits.shape == (2, 3)
 
 
-def test_attributes_reach_every_decoder_layer():
-    D = Decoder(n_attributes=2, size=64, channels=8, latent_channels=16)
+def test_nearest_decoder_has_no_transposed_convolutions():
+    D = Decoder(n_attributes=2, size=64, channels=8, latent_channels=16, upsample="nearest")
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in D.modules())
+    with pytest.raises(ValueError, match="upsample"):
+        Decoder(n_attributes=2, size=64, upsample="bilinear-ish")
+
+
+def test_pooled_attribute_trunk_ignores_single_pixel_patterns():
+    """With classifier_pool=2 the attribute logits see 2x2 means: a +/- checkerboard of period 2 is invisible."""
+    torch.manual_seed(0)
+    P = PatchDiscriminator(n_attributes=3, size=16, channels=8, classifier_pool=2).eval()
+    x = torch.rand(1, 3, 16, 16) * 0.5
+    checker = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2 * 0.4 - 0.2  # (16, 16), 2x2 means 0
+    assert torch.allclose(P(x)[1], P(x + checker)[1], atol=1e-5)
+    full = PatchDiscriminator(n_attributes=3, size=16, channels=8, classifier_pool=1).eval()
+    assert not torch.allclose(full(x)[1], full(x + checker)[1], atol=1e-5)
+
+
+@pytest.mark.parametrize("upsample, layers", [("transpose", 3), ("nearest", 4)])
+def test_attributes_reach_every_decoder_layer(upsample, layers):
+    D = Decoder(n_attributes=2, size=64, channels=8, latent_channels=16, upsample=upsample)
     seen = []
     hooks = [layer.register_forward_pre_hook(lambda m, args: seen.append(args[0])) for layer in [*D.ups, D.to_rgb]]
     y = torch.tensor([[1.0, 0.25]])
     D(torch.zeros(1, 16, 8, 8), y)
     for hook in hooks:
         hook.remove()
-    assert len(seen) == 3  # 8 -> 16 -> 32 -> 64
+    assert len(seen) == layers  # 8 -> 16 -> 32 -> 64 (and a last 3x3 layer at 64 for 'nearest')
     for h in seen:  # the last 4 channels are the pairs (y, 1 - y), tiled over the map
         assert torch.equal(h[0, -4:, :, :].mean(dim=(1, 2)), torch.tensor([1.0, 0.25, 0.0, 0.75]))
         assert h[0, -4:].std(dim=(1, 2)).max() == 0
@@ -84,6 +105,7 @@ def test_train_exports_and_resumes_bit_for_bit(tiny_cache, tmp_path):
     config = json.loads((straight / "model/config.json").read_text())
     assert config["model"] == "fader" and set(config["modules"]) == {"encoder", "decoder"}
     assert config["modules"]["decoder"]["n_attributes"] == 3
+    assert config["modules"]["decoder"]["upsample"] == "nearest"
     from PIL import Image
 
     grid = Image.open(straight / "samples/step-000006.png")  # rows: original, reconstruction, 3 flips
@@ -93,3 +115,5 @@ def test_train_exports_and_resumes_bit_for_bit(tiny_cache, tmp_path):
 def test_paper_preset_trains_without_the_patch_discriminator(tiny_cache, tmp_path):
     assert _train(tiny_cache, tmp_path / "paper", "--set", "preset=paper", steps=2) == 0
     assert "patch_d" not in logged_losses(tmp_path / "paper")[-1]
+    config = json.loads((tmp_path / "paper/model/config.json").read_text())
+    assert config["modules"]["decoder"]["upsample"] == "transpose"  # the paper's transposed convolutions

@@ -82,17 +82,36 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """z (B, C, 8, 8) and y (B, A) in [0, 1] (any real value works) -> x (B, 3, size, size) in [-1, 1]."""
+    """z (B, C, 8, 8) and y (B, A) in [0, 1] (any real value works) -> x (B, 3, size, size) in [-1, 1].
 
-    def __init__(self, *, n_attributes: int, size: int = 64, channels: int = 32, latent_channels: int = 128):
+    `upsample="transpose"`: the paper's transposed 4x4 convolutions (they
+    leave a checkerboard grid at our budget: the first shipped model's faces
+    were covered in it). `upsample="nearest"`: nearest-neighbour doubling then
+    a 3x3 convolution at each level (Odena et al. 2016, "Deconvolution and
+    checkerboard artifacts"), and a last 3x3 convolution to RGB at full size.
+    Either way y is tiled and concatenated to the input of every layer.
+    """
+
+    def __init__(self, *, n_attributes: int, size: int = 64, channels: int = 32, latent_channels: int = 128,
+                 upsample: str = "transpose"):
         super().__init__()
+        if upsample not in ("transpose", "nearest"):
+            raise ValueError(f"upsample must be 'transpose' or 'nearest', got {upsample!r}")
         self.n_attributes, self.size, self.latent_channels = n_attributes, size, latent_channels
+        self.upsample = upsample
         widths = _widths(size, channels, latent_channels)[::-1]  # [128, 64, 32] at 64 px
         extra = 2 * n_attributes
-        self.ups = nn.ModuleList(nn.ConvTranspose2d(c_in + extra, c_out, 4, 2, 1, bias=False)
-                                 for c_in, c_out in zip(widths[:-1], widths[1:]))
-        self.norms = nn.ModuleList(nn.BatchNorm2d(c) for c in widths[1:])
-        self.to_rgb = nn.ConvTranspose2d(widths[-1] + extra, 3, 4, 2, 1)
+        if upsample == "transpose":
+            self.ups = nn.ModuleList(nn.ConvTranspose2d(c_in + extra, c_out, 4, 2, 1, bias=False)
+                                     for c_in, c_out in zip(widths[:-1], widths[1:]))
+            self.norms = nn.ModuleList(nn.BatchNorm2d(c) for c in widths[1:])
+            self.to_rgb = nn.ConvTranspose2d(widths[-1] + extra, 3, 4, 2, 1)
+        else:  # one more level: the last doubling also gets a 3x3 convolution, then RGB at full size
+            outs = widths[1:] + [widths[-1]]
+            self.ups = nn.ModuleList(nn.Conv2d(c_in + extra, c_out, 3, 1, 1, bias=False)
+                                     for c_in, c_out in zip(widths, outs))
+            self.norms = nn.ModuleList(nn.BatchNorm2d(c) for c in outs)
+            self.to_rgb = nn.Conv2d(outs[-1] + extra, 3, 3, 1, 1)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         assert z.ndim == 4 and z.shape[1:] == (self.latent_channels, LATENT_SIDE, LATENT_SIDE), (
@@ -102,6 +121,8 @@ class Decoder(nn.Module):
         y2 = pairs(y.to(z.dtype))  # (B, 2A)
         h = z
         for up, norm in zip(self.ups, self.norms):
+            if self.upsample == "nearest":
+                h = F.interpolate(h, scale_factor=2.0, mode="nearest")  # (B, C, 2H, 2W)
             h = torch.relu(norm(up(torch.cat([h, tile(y2, h.shape[-1])], dim=1))))  # (B, C', 2H, 2W)
         return torch.tanh(self.to_rgb(torch.cat([h, tile(y2, h.shape[-1])], dim=1)))  # (B, 3, size, size)
 
@@ -128,9 +149,9 @@ class PatchDiscriminator(nn.Module):
     penalty, which would cost a second backward pass on a CPU).
     """
 
-    def __init__(self, *, n_attributes: int, size: int = 64, channels: int = 32):
+    def __init__(self, *, n_attributes: int, size: int = 64, channels: int = 32, classifier_pool: int = 1):
         super().__init__()
-        self.size = size
+        self.size, self.classifier_pool = size, classifier_pool
         widths = [min(channels * 2**i, 8 * channels) for i in range(_levels(size))]  # [32, 64, 128] at 64 px
         layers: list[nn.Module] = []
         for c_in, c_out in zip([3] + widths[:-1], widths):
@@ -140,15 +161,25 @@ class PatchDiscriminator(nn.Module):
         # The attribute head has its own trunk, without spectral norm: on the shared spectrally-normalised
         # features its loss stayed at the label marginals (0.51 vs 0.54) for 2,000 steps, and the decoder
         # satisfied that ignorant critic with global tints. Unconstrained, it reached 0.36 in 300 steps.
+        # Unconstrained at full resolution, though, the decoder learnt pixel-level patterns that it read as
+        # the asked-for attributes (its loss on edits fell to 0.09 while the judge saw half the edits fail,
+        # under a checkerboard). `classifier_pool` > 1 shows it an average-pooled image: attributes survive
+        # at 32x32, single-pixel patterns do not.
+        pool_levels = int(math.log2(classifier_pool))
+        assert 2**pool_levels == classifier_pool and size // classifier_pool >= 8, (
+            f"classifier_pool must be a power of two leaving at least 8 pixels, got {classifier_pool}")
+        inner = [min(channels * 2**i, 8 * channels) for i in range(_levels(size) - pool_levels)]
+        outs = inner + [2 * (inner[-1] if inner else channels)]  # down to 4x4 pixels
         trunk: list[nn.Module] = []
-        for c_in, c_out in zip([3] + widths, widths + [2 * widths[-1]]):
+        for c_in, c_out in zip([3] + outs[:-1], outs):
             trunk += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2)]
         self.classify = nn.Sequential(*trunk)  # (B, 2C, 4, 4)
-        self.head = nn.Linear(2 * widths[-1], n_attributes)
+        self.head = nn.Linear(outs[-1], n_attributes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         assert x.shape[1:] == (3, self.size, self.size), (
             f"expected images (B, 3, {self.size}, {self.size}), got {tuple(x.shape)}")
         h = self.features(x)  # (B, C, 8, 8)
-        a = self.classify(x).mean(dim=(2, 3))  # (B, 2C)
+        pooled = F.avg_pool2d(x, self.classifier_pool) if self.classifier_pool > 1 else x
+        a = self.classify(pooled).mean(dim=(2, 3))  # (B, 2C)
         return self.score(h).squeeze(1), self.head(F.layer_norm(a, a.shape[1:]))

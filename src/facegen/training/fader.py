@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facegen.models.layers import diff_augment
 from facegen.models.fader import Decoder, Encoder, LatentDiscriminator, PatchDiscriminator
 from facegen.training.method import FixedBatch, Method, unwrap
 
@@ -77,6 +78,7 @@ class FaderMethod(Method):
     def __init__(self, *, attribute_names, size, prior,
                  preset: str = "default",        # 'default' (with patch discriminator) or 'paper' (2017 terms only).
                  channels: int = 32,             # Width of the first encoder layer (doubles per level).
+                 upsample: str | None = None,    # Decoder: 'nearest' + 3x3 conv, or 'transpose' (preset paper's).
                  latent_channels: int = 128,     # Channels of the 8x8 latent code.
                  d_channels: int = 32,           # Width of the first patch-discriminator layer.
                  lr: float = 2e-4,               # Adam learning rate of all modules (the paper's).
@@ -87,6 +89,8 @@ class FaderMethod(Method):
                  adv_weight: float = 0.05,       # Weight of the patch adversary on edited decodes.
                  cls_weight: float = 0.5,        # Weight of the attribute loss on edited decodes.
                  cls_lr: float = 1e-3,           # Adam learning rate of the patch discriminator's attribute trunk.
+                 classifier_pool: int = 2,       # The attribute trunk sees the image average-pooled by this.
+                 augment: str = "translation",   # DiffAugment policy for the patch discriminator's inputs ('' none).
                  shuffle_fraction: float = 0.25,  # Share of edits that take another face's label row.
                  batch_size: int = 64):          # Global batch size (unused; the loop passes it to every recipe).
         super().__init__(attribute_names=attribute_names, size=size, prior=prior)
@@ -94,12 +98,15 @@ class FaderMethod(Method):
             raise ValueError(f"unknown fader preset {preset!r}; choose {' or '.join(PRESETS)}")
         self.preset = preset
         self.e_kwargs = {"size": size, "channels": channels, "latent_channels": latent_channels}
-        self.d_kwargs = {"n_attributes": self.n_attributes, **self.e_kwargs}
+        upsample = upsample or ("transpose" if preset == "paper" else "nearest")
+        self.d_kwargs = {"n_attributes": self.n_attributes, **self.e_kwargs, "upsample": upsample}
         self.d_channels, self.lr, self.betas = d_channels, lr, tuple(betas)
         self.rec_weight, self.lambda_latent, self.lambda_ramp_steps = rec_weight, lambda_latent, lambda_ramp_steps
         self.use_patch = preset == "default" and (adv_weight > 0 or cls_weight > 0)
         self.adv_weight, self.cls_weight, self.cls_lr = adv_weight, cls_weight, cls_lr
         self.shuffle_fraction = shuffle_fraction
+        self.classifier_pool, self.augment = classifier_pool, augment
+        self._judge = None  # the shipped attribute classifier, loaded on first validation (monitoring only)
 
     def configure(self, fabric) -> None:
         with fabric.init_module():
@@ -107,7 +114,8 @@ class FaderMethod(Method):
             latent_d = LatentDiscriminator(n_attributes=self.n_attributes,
                                            latent_channels=self.e_kwargs["latent_channels"])
             patch_d = PatchDiscriminator(n_attributes=self.n_attributes, size=self.size,
-                                         channels=self.d_channels) if self.use_patch else None
+                                         channels=self.d_channels, classifier_pool=self.classifier_pool
+                                         ) if self.use_patch else None
         adam = lambda module: torch.optim.Adam(module.parameters(), lr=self.lr, betas=self.betas)  # noqa: E731
         self.ae, self.opt_ae = fabric.setup(ae, adam(ae))
         self.latent_d, self.opt_latent = fabric.setup(latent_d, adam(latent_d))
@@ -146,7 +154,7 @@ class FaderMethod(Method):
         losses = {"rec": loss_rec, "fool": loss_fool}
         if self.use_patch:
             x_edit = x_hat[batch:]
-            score, logits = self.patch_d(x_edit)
+            score, logits = self.patch_d(diff_augment(x_edit, self.augment))
             loss_adv, loss_cls = -score.mean(), F.binary_cross_entropy_with_logits(logits, y_edit)
             loss_ae = loss_ae + self.adv_weight * loss_adv + self.cls_weight * loss_cls
             losses |= {"adv_g": loss_adv, "cls_g": loss_cls}
@@ -163,7 +171,7 @@ class FaderMethod(Method):
 
         # Patch discriminator: real photos against this step's edits; attributes learnt from real photos only.
         if self.use_patch:
-            score, logits = self.patch_d(torch.cat([x, x_edit.detach()]))
+            score, logits = self.patch_d(diff_augment(torch.cat([x, x_edit.detach()]), self.augment))
             loss_d = F.relu(1.0 - score[:batch]).mean() + F.relu(1.0 + score[batch:]).mean()
             loss_cls_d = F.binary_cross_entropy_with_logits(logits[:batch], y)
             self.opt_patch.zero_grad(set_to_none=True)
@@ -198,10 +206,41 @@ class FaderMethod(Method):
 
     @torch.no_grad()
     def validate(self, x: torch.Tensor, y: torch.Tensor, count: int = 256) -> dict[str, float]:
-        """Reconstruction PSNR (dB, [0, 1] scale) on held-out faces, in eval mode."""
+        """Reconstruction PSNR (dB, [0, 1] scale) on held-out faces, in eval mode, and edit success by the judge.
+
+        `edit/NAME`: of 128 held-out faces with attribute NAME flipped, the
+        share that the shipped attribute classifier reads as flipped (the
+        evaluation's measure, here only watched: no gradient reaches it).
+        Left out when the classifier is not installed.
+        """
         x, y = x[:count].to(self.fabric.device), y[:count].to(self.fabric.device)
         mse = (self._decode(x, [y]) - x).pow(2).flatten(1).mean(1) / 4.0  # (n,) on the [0, 1] scale
-        return {"psnr": (10 * torch.log10(1.0 / mse)).mean().item()}
+        result = {"psnr": (10 * torch.log10(1.0 / mse)).mean().item()}
+        judge = self._load_judge()
+        if judge is not None:
+            x, y = x[:128], y[:128]
+            rates = []
+            for a, name in enumerate(self.attribute_names):
+                if name not in judge.names:
+                    continue
+                flipped = y.clone()
+                flipped[:, a] = 1.0 - flipped[:, a].round()
+                probs = judge(self._decode(x, [flipped]))[:, judge.names.index(name)]
+                rates.append(((probs > 0.5).float() == flipped[:, a]).float().mean().item())
+                result[f"edit/{name}"] = rates[-1]
+            if rates:
+                result["edit"] = sum(rates) / len(rates)
+        return result
+
+    def _load_judge(self):
+        if self._judge is None:
+            try:
+                from facegen.metrics.evaluate import Stick
+                judge = Stick("classifier")
+                self._judge = judge if judge.pretrained.config.get("size") == self.size else False
+            except Exception:  # noqa: BLE001 - monitoring only; training goes on without it
+                self._judge = False
+        return self._judge or None
 
     def export(self):
         ae = unwrap(self.ae)
