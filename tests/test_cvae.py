@@ -124,3 +124,31 @@ def test_resume_is_bit_for_bit_and_the_model_generates(cache16, tmp_path):
     from PIL import Image
 
     assert Image.open(grid).size[0] >= 4 * 16
+
+
+def test_init_from_starts_a_new_run_from_another_runs_weights(cache16, tmp_path, monkeypatch, capsys):
+    """Fine-tuning with changed loss weights: the new run's first weights are the source's last, its steps start at 0."""
+    assert _train(cache16, tmp_path / "source", "--steps", "2", *TINY_SETTINGS) == 0
+    hashes = tmp_path / "hashes"
+    monkeypatch.setenv("FACEGEN_DEBUG_WEIGHT_HASHES", str(hashes / "source"))
+    assert main(["train", "cvae", "--resume", str(tmp_path / "source"), "--steps", "3", "--no-progress"]) == 0
+    monkeypatch.setenv("FACEGEN_DEBUG_WEIGHT_HASHES", str(hashes / "tuned"))
+    assert _train(cache16, tmp_path / "tuned", "--steps", "2", *TINY_SETTINGS, "--set", "aux_weight=0.5",
+                  "--init-from", str(tmp_path / "source" / "checkpoints" / "last.pt")) == 0
+    source = dict(line.split() for line in (hashes / "source" / "rank0.txt").read_text().splitlines())
+    tuned = dict(line.split() for line in (hashes / "tuned" / "rank0.txt").read_text().splitlines())
+    assert set(source) == {"2", "3"} and set(tuned) == {"0", "1", "2"}
+    assert tuned["0"] == source["3"] != source["2"]  # the new run starts where the source's last.pt ended
+    options = json.loads((tmp_path / "tuned" / "training_options.json").read_text())
+    assert options["init_from"].endswith("last.pt") and options["method_options"]["aux_weight"] == 0.5
+    assert len(logged_losses(tmp_path / "tuned")) == 2
+
+    capsys.readouterr()
+    assert _train(cache16, tmp_path / "wider", "--steps", "1", "--set", "z_dim=16", "--set", "channels=32",
+                  "--set", "d_channels=32", "--init-from", str(tmp_path / "source")) == 2
+    assert "does not fit this model" in capsys.readouterr().err
+    assert _train(cache16, tmp_path / "none", "--steps", "1", "--init-from", str(tmp_path / "nowhere")) == 2
+    assert "no checkpoint" in capsys.readouterr().err and not (tmp_path / "none").exists()
+    assert main(["train", "cvae", "--resume", str(tmp_path / "tuned"), "--steps", "3", "--init-from",
+                 str(tmp_path / "source"), "--no-progress"]) == 2
+    assert "init-from" in capsys.readouterr().err

@@ -60,6 +60,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
              "log_every": args.log_every, "sample_every": args.sample_every, "checkpoint_every": args.checkpoint_every,
              "accelerator": args.accelerator, "devices": args.devices, "num_nodes": args.num_nodes,
              "strategy": args.strategy, "precision": args.precision, "threads": args.threads,
+             "init_from": args.init_from,
              "max_seconds": args.max_minutes * 60 if args.max_minutes else None,
              "progress": False if args.no_progress else None}
     settings = list(args.set or [])
@@ -251,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--attrs", help="attributes to condition on, e.g. young,male,blond,smiling (or all)")
     train.add_argument("--out", help="run folder (new, or the run being resumed)")
     train.add_argument("--resume", help="continue a run from its folder or checkpoints/last.pt")
+    train.add_argument("--init-from", metavar="RUN",
+                       help="start a new run from another run's weights (same model and sizes; fresh optimizers, "
+                            "step 0, this run's --set settings): fine-tuning with changed loss weights")
     train.add_argument("--size", type=int, help="image side in pixels (default 64)")
     train.add_argument("--steps", type=int, help="total training steps (default 5000)")
     train.add_argument("--batch-size", type=int, help="images per step over all devices (default 64)")

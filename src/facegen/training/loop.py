@@ -73,6 +73,7 @@ def training_loop(
     sample_every: int = 500,         # Steps between sample grids.
     checkpoint_every: int = 500,     # Steps between checkpoints (and model exports).
     resume: str | None = None,       # A checkpoint or run folder to continue from.
+    init_from: str | None = None,    # A new run's starting weights: another run's folder or checkpoint.
     accelerator: str = "auto",       # Fabric accelerator: 'cpu', 'cuda', 'auto'.
     devices: int | str = 1,          # Devices per node.
     num_nodes: int = 1,              # Machines.
@@ -128,6 +129,8 @@ def training_loop(
             raise FacegenError(f"{resume} is a {checkpoint['method']} checkpoint, not {model}")
         method.load_state_dict(checkpoint["state"])
         start_step, stats = checkpoint["step"], checkpoint["stats"]
+    elif init_from:  # the weights (EMA copies included) of another run; this run's own fresh optimizers
+        _load_weights(method, load_checkpoint(init_from), init_from)
     # Test hook (tests/test_distributed.py): FACEGEN_DEBUG_WEIGHT_HASHES=DIR makes each process log its weights' hash.
     hash_dir = os.environ.get("FACEGEN_DEBUG_WEIGHT_HASHES")
     if hash_dir:
@@ -211,7 +214,24 @@ def training_loop(
 _FABRIC_SETTINGS = ("accelerator", "devices", "num_nodes", "strategy", "precision")
 _OPTION_NAMES = ("model", "data", "attributes", "size", "steps", "batch_size", "seed", "method_options",
                  "log_every", "sample_every", "checkpoint_every", "resume", "accelerator", "devices", "num_nodes",
-                 "strategy", "precision", "threads", "max_seconds")
+                 "strategy", "precision", "threads", "max_seconds", "init_from")
+
+
+def _load_weights(method, checkpoint: dict, source: str) -> None:
+    """Put a checkpoint's module weights into a freshly configured method, keeping its new optimizers."""
+    state = method.state_dict()  # the fresh optimizers' states, loaded back unchanged
+    theirs = checkpoint["state"]["modules"]
+    missing = sorted(set(state["modules"]) - set(theirs))
+    if checkpoint["method"] != method.name or missing:
+        raise FacegenError(f"--init-from {source} does not hold a {method.name} model's modules "
+                           f"({', '.join(missing) or checkpoint['method']})")
+    state["modules"] = {name: theirs[name] for name in state["modules"]}
+    try:
+        method.load_state_dict(state)
+    except RuntimeError as error:  # a size or width that differs: name the first mismatch
+        detail = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line or "Missing" in line),
+                      str(error).splitlines()[0])
+        raise FacegenError(f"--init-from {source} does not fit this model: {detail[:200]}") from None
 
 
 def _fabric_settings(**settings) -> dict:

@@ -18,7 +18,7 @@ RESUMABLE = ("steps", "accelerator", "devices", "num_nodes", "strategy", "precis
              "max_seconds", "log_every", "sample_every", "checkpoint_every")
 DEFAULTS = {"size": 64, "steps": 5000, "batch_size": 64, "seed": 0, "log_every": 50, "sample_every": 500,
             "checkpoint_every": 500, "accelerator": "auto", "devices": 1, "num_nodes": 1, "strategy": "auto",
-            "precision": "32-true", "threads": None, "progress": True, "max_seconds": None}
+            "precision": "32-true", "threads": None, "progress": True, "max_seconds": None, "init_from": None}
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
 # Fabric strategies the loop supports: one process per device, launched before the loop runs, full replicas
 # (rank 0 alone saves them). ddp_spawn/ddp_fork would need the loop inside fabric.launch(fn); FSDP and DeepSpeed
@@ -56,6 +56,7 @@ def build_options(*, model: str, given: dict, settings: list[str] | None = None)
         if checkpoint["method"] != model:
             raise FacegenError(f"{resume} is a {checkpoint['method']} run; resume it with `facegen train {checkpoint['method']}`")
         fixed = sorted(k for k in given if k not in RESUMABLE + ("resume", "run_dir") and given[k] is not None)
+        fixed = [("init-from" if k == "init_from" else k) for k in fixed]
         if fixed or settings:
             raise FacegenError(f"a resumed run keeps its settings; only {', '.join(RESUMABLE)} may change "
                                f"(you gave {', '.join(fixed or ['--set'])})")
@@ -70,6 +71,11 @@ def build_options(*, model: str, given: dict, settings: list[str] | None = None)
 
     options = DEFAULTS | {k: v for k, v in given.items() if v is not None}
     options["model"] = model
+    if options["init_from"]:  # fail before the run folder exists, not after the data is read
+        source = load_checkpoint(options["init_from"])
+        if source["method"] != model:
+            raise FacegenError(f"--init-from {options['init_from']} is a {source['method']} run, not {model}")
+        options["init_from"] = str(options["init_from"])
     for required in ("data", "run_dir"):
         if not options.get(required):
             raise FacegenError(f"--{'out' if required == 'run_dir' else required} is required for a new run")
