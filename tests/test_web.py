@@ -2,6 +2,8 @@
 
 Models here are tiny and untrained (random weights written with `save_pretrained`): the app's code does
 not care what the faces look like, only that a slider changes them and the same seed repeats them.
+The own-photo tests need dlib (`pip install 'facegen[align]'`) and most of them the full-size CelebA
+images in ../shared/data/celeba-fullres-100 (see test_align.py); they skip with the reason when absent.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import run_cli
+from conftest import FIXTURES, run_cli
+from test_align import FULLRES, needs_data, needs_dlib, place_in_canvas, placement_matrix
 from facegen.attributes import AttributePrior
 from facegen.errors import FacegenError
 from facegen.pretrained import save_pretrained
@@ -170,26 +173,159 @@ def test_samples_are_aligned_celeba_validation_faces():
 
 
 def test_edit_reconstructs_edits_and_sweeps(catalog):
-    from facegen.web.photos import (SWEEP_STEPS, edit_face, model_input, own_attributes, read_photo,
+    from facegen.web.photos import (SWEEP_STEPS, edit_face, model_input, open_crop, own_attributes,
                                     reconstruction_note, sample_paths, sweep_strip)
 
-    pixels = read_photo(sample_paths()[0])
+    photo = open_crop(sample_paths()[0])
     for entry in catalog.editors:
         pipe = entry.editor
-        x = model_input(pipe, pixels)
+        x = model_input(pipe, photo)
         assert x.shape == (1, 3, 16, 16)
         source, where = own_attributes(pipe, x, can_classify=True)
-        assert source.shape == (3,) and set(source.tolist()) <= {0.0, 1.0} and "classifier" in where
-        own = dict(zip(NAMES, source))
-        rebuilt = edit_face(pipe, x, source, own)
-        changed = edit_face(pipe, x, source, {**own, "Male": 1.0 - own["Male"]})
+        assert source.shape == (1, 3) and set(source.ravel().tolist()) <= {0.0, 1.0} and "classifier" in where
+        own = dict(zip(NAMES, source[0]))
+        rebuilt = edit_face(pipe, x, source[0], own)
+        changed = edit_face(pipe, x, source[0], {**own, "Male": 1.0 - own["Male"]})
         assert rebuilt.shape == (1, 3, 16, 16) and not torch.equal(rebuilt, changed)
-        assert torch.equal(rebuilt, edit_face(pipe, x, source, own))  # deterministic: the same slider, the same face
+        assert torch.equal(rebuilt, edit_face(pipe, x, source[0], own))  # deterministic: same slider, same face
         db, note = reconstruction_note(x, rebuilt)
         assert note.startswith("**The model reconstructs this picture poorly") == (db < 15.0)
-        assert sweep_strip(pipe, x, "Smiling", source).size == ((SWEEP_STEPS + 1) * 18 + 2, 20)
+        assert sweep_strip(pipe, x, "Smiling", source[0]).size == ((SWEEP_STEPS + 1) * 18 + 2, 20)
     neutral, where = own_attributes(catalog.editors[0].editor, x, can_classify=False)
-    assert neutral.tolist() == [0.5] * 3 and "No attribute classifier" in where
+    assert neutral.tolist() == [[0.5] * 3] and "No attribute classifier" in where
+
+
+def test_an_aligned_crop_is_edited_as_it_is(catalog):
+    """The sample faces (and uploads ticked as aligned crops) skip face finding: the edit is the result."""
+    from facegen.web.photos import chosen_faces, edit_face, edit_photo, faces_note, model_input, open_crop, \
+        own_attributes, sample_paths
+
+    photo = open_crop(sample_paths()[1])
+    assert photo.aligned_crop and photo.name == sample_paths()[1].name and photo.crops[0].size == (256, 256)
+    assert chosen_faces(photo, None) == [0] and faces_note(photo, [0]) == ""
+    pipe = catalog.editors[0].editor
+    x = model_input(pipe, photo)
+    source, _ = own_attributes(pipe, x, can_classify=True)
+    values = {**dict(zip(NAMES, source[0])), "Smiling": 1.0 - source[0][2]}
+    face, whole = edit_photo(pipe, photo, x, source, values, [0])
+    assert whole is None and torch.equal(face, edit_face(pipe, x, source[0], values))
+
+
+# --------------------------------------------------------------------------- own photos (the path of edit --align)
+
+
+def photo_with_one_face(tmp_path) -> Path:
+    """A made-up ordinary photo: a full-size CelebA face, scaled, turned 5 degrees and off-centre on a canvas."""
+    face = Image.open(FULLRES / "000006.jpg").convert("RGB")
+    path = tmp_path / "holiday.png"  # PNG: what is read back is exactly the canvas
+    place_in_canvas(face, (420, 320), placement_matrix(face.size, (420, 320), 1.4, 5.0, (60, -20))).save(path)
+    return path
+
+
+def photo_with_two_faces(tmp_path) -> Path:
+    """Two full-size CelebA faces side by side (as in test_align.py's two-face test)."""
+    left, right = (Image.open(FULLRES / name).convert("RGB") for name in ("000001.jpg", "000009.jpg"))
+    canvas = Image.new("RGB", (420, 260), (90, 90, 90))
+    canvas.paste(left, (20, 20))
+    canvas.paste(right.resize((151, 185)), (240, 50))
+    canvas.save(tmp_path / "pair.png")
+    return tmp_path / "pair.png"
+
+
+def _changed(after: Image.Image, before: Image.Image) -> np.ndarray:
+    return np.any(np.asarray(after) != np.asarray(before), axis=-1)  # (H, W) bool
+
+
+@needs_dlib
+@needs_data
+def test_an_ordinary_photo_is_found_aligned_edited_and_pasted_back(catalog, tmp_path):
+    from facegen.align import face_mask
+    from facegen.web.photos import chosen_faces, edit_photo, faces_note, model_input, open_photo, own_attributes
+
+    photo = open_photo(photo_with_one_face(tmp_path))
+    assert not photo.aligned_crop and photo.name == "holiday.png"
+    assert photo.image.size == (420, 320) and len(photo.crops) == 1 and photo.crops[0].size == (256, 256)
+    assert faces_note(photo, chosen_faces(photo, None)) == "1 face found."
+    mask = face_mask(photo.faces[0])  # (H, W) in [0, 1]: where paste_back may change the photo
+    for entry in catalog.editors:  # fader and cvae
+        pipe = entry.editor
+        x = model_input(pipe, photo)
+        source, _ = own_attributes(pipe, x, can_classify=True)
+        own = dict(zip(NAMES, source[0]))
+        face, whole = edit_photo(pipe, photo, x, source, {**own, "Male": 1.0 - own["Male"]}, [0])
+        assert face.shape == (1, 3, 16, 16) and whole.size == (420, 320)  # the canvas's own size
+        changed = _changed(whole, photo.image)
+        assert changed[mask > 0.5].mean() > 0.5, entry.kind  # the face changed ...
+        assert not changed[mask == 0].any(), entry.kind  # ... and nothing outside its soft mask, bit for bit
+        assert changed.mean() < 0.3
+        _, same = edit_photo(pipe, photo, x, source, own, [0])
+        assert np.array_equal(np.asarray(same), np.asarray(photo.image))  # own values: the photo as it was
+
+
+@needs_dlib
+def test_an_ordinary_photo_is_turned_upright_from_its_exif_tag():
+    from facegen.data import load_image
+    from facegen.web.photos import open_photo
+
+    photo = open_photo(FIXTURES / "align" / "one_face_exif_rotated.jpg")
+    assert photo.image.size == load_image(FIXTURES / "align" / "one_face.jpg").size and len(photo.crops) == 1
+
+
+@needs_dlib
+@needs_data
+def test_the_face_choice_edits_one_face_or_all_of_them(catalog, tmp_path):
+    from facegen.align import face_mask
+    from facegen.web.photos import chosen_faces, edit_photo, faces_note, model_input, open_photo, own_attributes
+
+    photo = open_photo(photo_with_two_faces(tmp_path))
+    assert len(photo.crops) == 2 and photo.faces[0].face.box[2] < 220 < photo.faces[1].face.box[0]  # left to right
+    assert chosen_faces(photo, None) == [0, 1] and chosen_faces(photo, 1) == [1]
+    with pytest.raises(FacegenError, match="pair.png: there is no face 2; it has faces 0 to 1, left to right"):
+        chosen_faces(photo, 2)  # the CLI's --face check and message
+    assert "editing face 1" in faces_note(photo, [1]) and "editing all of them" in faces_note(photo, [0, 1])
+    pipe = catalog.editors[0].editor
+    x = model_input(pipe, photo)
+    source, _ = own_attributes(pipe, x, can_classify=False)  # 0.5 each: a slider moved from 0.5 edits every face
+    masks = [face_mask(face) > 0.5 for face in photo.faces]
+    values = {**dict.fromkeys(NAMES, 0.5), "Male": 1.0}
+    _, second = edit_photo(pipe, photo, x, source, values, chosen_faces(photo, 1))
+    assert _changed(second, photo.image)[masks[1]].mean() > 0.5 and not _changed(second, photo.image)[masks[0]].any()
+    _, both = edit_photo(pipe, photo, x, source, values, chosen_faces(photo, None))
+    assert all(_changed(both, photo.image)[mask].mean() > 0.5 for mask in masks)
+
+
+@needs_dlib
+def test_no_face_or_a_corrupt_file_is_one_readable_line(tmp_path):
+    from facegen.web.photos import ALREADY_ALIGNED, open_photo
+
+    blank = tmp_path / "wall.png"
+    Image.new("RGB", (400, 300), (120, 130, 140)).save(blank)
+    with pytest.raises(FacegenError, match=r"^wall.png: no face found; .*crop closer") as error:
+        open_photo(blank)
+    assert ALREADY_ALIGNED in str(error.value) and "\n" not in str(error.value)
+    junk = tmp_path / "broken.jpg"
+    junk.write_bytes(b"\xff\xd8\xff not really a JPEG")
+    with pytest.raises(FacegenError, match=r"^broken.jpg: not a readable image"):
+        open_photo(junk)
+
+
+def test_without_dlib_an_ordinary_photo_says_what_to_install(monkeypatch, tmp_path):
+    from facegen.web import photos
+
+    monkeypatch.setattr(photos, "can_find_faces", lambda: False)
+    Image.new("RGB", (64, 64)).save(tmp_path / "me.png")
+    with pytest.raises(FacegenError, match=r"needs dlib: pip install 'facegen\[align\]'; .*tick 'Already a CelebA"):
+        photos.open_photo(tmp_path / "me.png")
+
+
+def test_the_edited_photo_is_written_as_the_upload_was(tmp_path):
+    from facegen.web.faces import OutputFolder
+
+    folder = OutputFolder()
+    image = Image.new("RGB", (40, 30), (10, 200, 30))
+    assert folder.write_photo(image, "holiday-edited.JPG").suffix == ".JPG"
+    png = folder.write_photo(image, "scan-edited.webp")
+    assert png.name == "scan-edited.png" and np.array_equal(np.asarray(Image.open(png)), np.asarray(image))
 
 
 def test_serve_without_gradio_says_how_to_install_it(monkeypatch, capsys):

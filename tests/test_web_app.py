@@ -2,7 +2,8 @@
 
 One server (in this process, on a free loopback port) serves every test here. Its models are tiny and
 untrained (see test_web.py); what is checked is the plumbing: a slider move reaches the model and a new
-picture reaches the page, bad uploads come back as readable messages, a burst of requests is all answered.
+picture reaches the page, an ordinary photo comes back edited at its own size, bad uploads and photos without
+a face come back as readable messages, a burst of requests is all answered.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_web import NAMES, tiny_model
+from test_align import needs_data, needs_dlib
+from test_web import NAMES, photo_with_one_face, photo_with_two_faces, tiny_model
 
 gr = pytest.importorskip("gradio", reason="the web extra (gradio) is not installed: pip install 'facegen[web]'")
 gradio_client = pytest.importorskip("gradio_client", reason="gradio_client comes with gradio")
@@ -76,28 +78,81 @@ def test_api_generate_same_seed_same_faces_and_sliders_change_them(server, clien
     assert Path(download).suffix == ".zip"
 
 
+def _value(output):
+    """An output's value: gradio_client gives a `gr.update(...)` as its dict ({"__type__": "update"}: unchanged)."""
+    return output.get("value") if isinstance(output, dict) else output
+
+
+def _slider_values(shown) -> list[float]:
+    return [float(_value(v)) for v in shown[-len(NAMES):]]
+
+
 def test_api_edit_a_sample_then_move_a_slider(server, client):
     from facegen.web.photos import sample_paths
 
     fader = server[1]["fader"]
-    shown = client.predict(fader, gradio_client.handle_file(str(sample_paths()[0])), "Smiling",
+    # /open_photo: model, file, already an aligned crop?, sweep attribute
+    shown = client.predict(fader, gradio_client.handle_file(str(sample_paths()[0])), True, "Smiling",
                            api_name="/open_photo")
     original, reconstruction, edited, note = shown[:4]
     assert _pixels(original).shape == (16, 16, 3) and "celeba-" in note and "dB" in note
-    own = [float(v["value"]) if isinstance(v, dict) else float(v) for v in shown[-len(NAMES):]]
+    own = _slider_values(shown)
     assert set(own) <= {0.0, 1.0}  # the tiny classifier's reading
-    flipped = client.predict(fader, *[own[0], 1.0 - own[1], own[2]], api_name="/edit")
+    flipped, whole = client.predict(fader, *[own[0], 1.0 - own[1], own[2]], api_name="/edit")
     assert not np.array_equal(_pixels(flipped), _pixels(edited))
+    assert _value(whole) is None  # an aligned crop: the edit is the result, there is no photo to paste it into
+
+
+@needs_dlib
+@needs_data
+def test_api_an_ordinary_photo_comes_back_edited_at_its_own_size(server, tmp_path):
+    client = _client(server[0])  # a session of its own
+    fader, path = server[1]["fader"], photo_with_one_face(tmp_path)
+    shown = client.predict(fader, gradio_client.handle_file(str(path)), False, "Smiling", api_name="/open_photo")
+    original, note, whole = shown[0], shown[3], _value(shown[6])
+    assert _pixels(original).shape == (16, 16, 3) and "holiday.png: 1 face found." in note
+    assert np.array_equal(_pixels(whole), _pixels(path))  # at the face's own values: the photo as it was
+    own = _slider_values(shown)
+    _, edited = client.predict(fader, *[own[0], 1.0 - own[1], own[2]], api_name="/edit")
+    assert Path(edited).name == "holiday-edited.png" and _pixels(edited).shape == (320, 420, 3)
+    changed = np.any(_pixels(edited) != _pixels(path), axis=-1)
+    assert 0 < changed.mean() < 0.3 and not changed[:, :150].any()  # the face, right of centre, and nothing else
+
+
+@needs_dlib
+@needs_data
+def test_api_choose_one_of_two_faces(server, tmp_path):
+    client = _client(server[0])
+    fader = server[1]["fader"]
+    shown = client.predict(fader, gradio_client.handle_file(str(photo_with_two_faces(tmp_path))), False, "Smiling",
+                           api_name="/open_photo")
+    assert "2 faces found" in shown[3] and "editing all of them" in shown[3] and _value(shown[7]) == "all"
+    shown = client.predict(fader, "1", "Smiling", api_name="/choose_face")  # model, face, sweep attribute
+    assert "editing face 1" in shown[3] and _value(shown[7]) == "1"
+    own = _slider_values(shown)
+    _, edited = client.predict(fader, *[own[0], 1.0 - own[1], own[2]], api_name="/edit")
+    changed = np.any(_pixels(edited) != _pixels(tmp_path / "pair.png"), axis=-1)
+    assert changed[:, 220:].any() and not changed[:, :220].any()  # the right-hand face only
 
 
 def test_api_bad_uploads_come_back_as_readable_messages(server, client, tmp_path):
     junk = tmp_path / "holiday.jpg"
     junk.write_bytes(b"this is not a JPEG")
     with pytest.raises(gradio_client.exceptions.AppError, match="holiday.jpg: not a readable image"):
-        client.predict(server[1]["fader"], gradio_client.handle_file(str(junk)), "Young", api_name="/open_photo")
+        client.predict(server[1]["fader"], gradio_client.handle_file(str(junk)), False, "Young",
+                       api_name="/open_photo")
     fresh = _client(server[0])  # a new session: no photo opened yet
     with pytest.raises(gradio_client.exceptions.AppError, match="Upload a photo"):
         fresh.predict(server[1]["fader"], 0.0, 0.0, 0.0, api_name="/edit")
+
+
+@needs_dlib
+def test_api_a_photo_without_a_face_says_so(server, client, tmp_path):
+    wall = tmp_path / "wall.png"
+    Image.new("RGB", (400, 300), (120, 130, 140)).save(wall)
+    with pytest.raises(gradio_client.exceptions.AppError, match="wall.png: no face found"):
+        client.predict(server[1]["fader"], gradio_client.handle_file(str(wall)), False, "Young",
+                       api_name="/open_photo")
 
 
 def test_a_burst_of_requests_is_all_answered(server, client):
@@ -159,6 +214,15 @@ def _fetch(page, src: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"))
 
 
+def _upload(page, path: Path) -> None:
+    """Upload `path` on the Edit a photo tab, emptying the box first if it still holds an earlier upload."""
+    page.get_by_role("tab", name="Edit a photo").click()
+    clear = page.locator("#edit-upload button[aria-label='Clear']")
+    if clear.count():
+        clear.first.click()
+    page.set_input_files("#edit-upload input[type=file]", str(path))
+
+
 def test_browser_slider_move_redraws_the_faces(page, tmp_path):
     before = _image_after_change(page, "#generate-faces", None)
     slider = page.locator("#generate-Smiling input[type=range]")
@@ -186,6 +250,31 @@ def test_browser_edit_a_sample_face(page, tmp_path):
 def test_browser_bad_upload_shows_a_message(page, tmp_path):
     junk = tmp_path / "cat.jpg"
     junk.write_bytes(b"GIF89a but not really")
-    page.get_by_role("tab", name="Edit a photo").click()
-    page.set_input_files("#edit-upload input[type=file]", str(junk))
+    _upload(page, junk)
     page.get_by_text("cat.jpg: not a readable image").first.wait_for(timeout=30_000)
+
+
+@needs_dlib
+@needs_data
+def test_browser_an_ordinary_photo_is_edited_whole(page, tmp_path):
+    path = photo_with_one_face(tmp_path)
+    _upload(page, path)
+    before = _image_after_change(page, "#edit-result", None)
+    assert _fetch(page, before).shape == (320, 420, 3)  # the whole photo, at its own size
+    slider = page.locator("#edit-Male input[type=range]")
+    slider.fill("0" if slider.input_value() == "1" else "1")
+    after = _image_after_change(page, "#edit-result", before)
+    changed = np.any(_fetch(page, after) != _pixels(path), axis=-1)
+    assert 0 < changed.mean() < 0.3
+    page.screenshot(path=str(tmp_path / "edit-own-photo.png"))
+
+
+@needs_dlib
+def test_browser_no_face_says_so_and_the_check_box_opens_it_as_a_crop(page, tmp_path):
+    wall = tmp_path / "wall.png"
+    Image.new("RGB", (300, 300), (120, 130, 140)).save(wall)
+    _upload(page, wall)
+    page.get_by_text("wall.png: no face found").first.wait_for(timeout=30_000)
+    page.locator("#edit-aligned input[type=checkbox]").check()  # the same upload, edited as it is
+    page.locator("#edit-note").get_by_text("wall.png:").wait_for(timeout=30_000)
+    assert not page.locator("#edit-result").is_visible()  # a crop: no whole photo to paste into

@@ -32,11 +32,9 @@ from facegen.web.generate_tab import build_generate_tab  # noqa: E402
 HEADER = """\
 # facegen
 Faces with the attributes you ask for. **Generate** makes new faces: move a slider and the same faces change
-that one attribute. **Edit a photo** changes the attributes of a real face. Photos must be
-**CelebA-aligned faces** (eyes level, face centred and filling most of the frame, like the sample faces);
-this tab does not find faces yet, so other pictures give poor results: for any photo, use
-`facegen edit photo.jpg --align ...` on the command line. The models were trained on CelebA
-(non-commercial research only).
+that one attribute. **Edit a photo** changes the attributes of real faces: upload any photo and its faces
+are found, aligned like CelebA's, edited and put back into the photo at its own size, as
+`facegen edit photo.jpg --align` does. The models were trained on CelebA (non-commercial research only).
 """
 # 64 px faces would show as thumbnails: let the browser scale them up to fill their box.
 CSS = """

@@ -90,6 +90,15 @@ class OutputFolder:
         image.save(target, format="PNG", compress_level=PNG_LEVEL)
         return target
 
+    def write_photo(self, image: Image.Image, name: str, slot: Path | None = None) -> Path:
+        """A whole photo to show and download: a JPEG at quality 95 (what `facegen edit -o out.jpg` writes)
+        when `name` ends in .jpg or .jpeg, else a fast-compressed PNG."""
+        slot = slot or self.new_slot()
+        if Path(name).suffix.lower() not in (".jpg", ".jpeg"):
+            return self.write_png(image, Path(name).with_suffix(".png").name, slot)
+        image.save(slot / name, format="JPEG", quality=95)
+        return slot / name
+
     def write_faces(self, x: torch.Tensor, *, model: str, seed: int, values: Mapping[str, float],
                     slot: Path | None = None) -> Path:
         """A zip of one PNG per face plus attributes.json (model, seed, values): what the user sees, to keep."""
