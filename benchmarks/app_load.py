@@ -82,9 +82,9 @@ class App:
 
         from facegen.web.photos import sample_paths
 
-        shown = self.client.predict(self.editor, handle_file(str(sample_paths()[-1])), "Young",
-                                    api_name="/open_photo")
-        return [float(v["value"]) if isinstance(v, dict) else float(v) for v in shown[6:]]
+        shown = self.client.predict(self.editor, handle_file(str(sample_paths()[-1])), True, "Young",
+                                    api_name="/open_photo")  # True: a sample is already an aligned crop
+        return [float(v["value"]) if isinstance(v, dict) else float(v) for v in shown[8:]]
 
     def move_edit_slider(self, own: list[float], step: int) -> float:
         values = list(own)
