@@ -78,7 +78,7 @@ class FaderMethod(Method):
     def __init__(self, *, attribute_names, size, prior,
                  preset: str = "default",        # 'default' (with patch discriminator) or 'paper' (2017 terms only).
                  channels: int = 32,             # Width of the first encoder layer (doubles per level).
-                 upsample: str | None = None,    # Decoder: 'nearest' + 3x3 conv, or 'transpose' (preset paper's).
+                 upsample: str = "transpose",    # Decoder doubling: 'transpose' (the paper's) or 'nearest' + 3x3 conv.
                  latent_channels: int = 128,     # Channels of the 8x8 latent code.
                  d_channels: int = 32,           # Width of the first patch-discriminator layer.
                  lr: float = 2e-4,               # Adam learning rate of all modules (the paper's).
@@ -98,7 +98,6 @@ class FaderMethod(Method):
             raise ValueError(f"unknown fader preset {preset!r}; choose {' or '.join(PRESETS)}")
         self.preset = preset
         self.e_kwargs = {"size": size, "channels": channels, "latent_channels": latent_channels}
-        upsample = upsample or ("transpose" if preset == "paper" else "nearest")
         self.d_kwargs = {"n_attributes": self.n_attributes, **self.e_kwargs, "upsample": upsample}
         self.d_channels, self.lr, self.betas = d_channels, lr, tuple(betas)
         self.rec_weight, self.lambda_latent, self.lambda_ramp_steps = rec_weight, lambda_latent, lambda_ramp_steps
