@@ -8,6 +8,9 @@ Two designs behind the same call signature, `G(z, y) -> x` and
   (conditional BatchNorm), and a spectrally normalised discriminator with a
   projection term and an auxiliary attribute head. Light enough to train on a
   2-core CPU.
+- `FoldedGenerator`: a trained `Generator` rewritten for inference, the same
+  faces at about twice the batch throughput on a CPU (the generation
+  pipeline runs it).
 - `StudyGenerator` / `StudyDiscriminator` (`--preset study2018`): the 2018
   study's model as its slides describe it: noise 100 -> 512 and attributes
   -> 512, concatenated, transposed convolutions 1024 -> 512 -> 256 -> 128 -> 3;
@@ -23,6 +26,7 @@ Two designs behind the same call signature, `G(z, y) -> x` and
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -71,6 +75,98 @@ class Generator(nn.Module):
         for up, norm in zip(self.ups, self.norms):
             h = torch.relu(norm(up(h), y))  # (B, C/2, 2H, 2W)
         return torch.tanh(self.to_rgb(h))  # (B, 3, size, size)
+
+
+class FoldedGenerator(nn.Module):
+    """A trained `Generator` in eval mode, rewritten for inference: the same faces, faster.
+
+    - Eval-mode BatchNorm is a fixed per-channel affine map, so it folds into
+      the weights of the layer before it. What is left of each conditional
+      BatchNorm is a per-sample scale and shift, both linear in y: one Linear
+      computes all of them, and each level costs one in-place multiply-add
+      and a ReLU (into a fresh tensor they took several times longer, mostly
+      page faults on a new 34 MB buffer at batch 256).
+    - Activations are channels_last, the layout in which oneDNN's transposed
+      convolutions run fastest on our CPUs.
+    - The last layer, 32 -> 3 channels, is a 2x2 convolution that gives each
+      of the four output pixels of a 2x2 block its own 3 channels, then an
+      interleave: oneDNN's transposed convolution with 3 output channels ran
+      at a sixth of its usual rate.
+
+    The weights are copied: later changes to `generator` do not reach this module.
+
+        >>> G = Generator(n_attributes=3, size=16).eval()
+        >>> z, y = torch.randn(2, G.z_dim), torch.rand(2, 3)
+        >>> torch.allclose(FoldedGenerator(G)(z, y), G(z, y), atol=1e-5)
+        True
+    """
+
+    def __init__(self, generator: Generator):
+        super().__init__()
+        G = generator
+        self.n_attributes, self.size, self.z_dim = G.n_attributes, G.size, G.z_dim
+        norms = [G.norm0, *G.norms]
+        self.widths = [norm.norm.num_features for norm in norms]  # channels of each normalised level
+        self.fc, self.ups = copy.deepcopy(G.fc), copy.deepcopy(G.ups)
+        self.style = nn.Linear(self.n_attributes, 2 * sum(self.widths))
+        self.to_rgb = nn.Conv2d(G.to_rgb.in_channels, 4 * 3, 2, padding=1)
+        with torch.no_grad():
+            # norm(h) = h * inv_std + offset, and inv_std moves into the weights that made h.
+            inv_stds = [torch.rsqrt(norm.norm.running_var + norm.norm.eps) for norm in norms]
+            offsets = [-norm.norm.running_mean * inv_std for norm, inv_std in zip(norms, inv_stds)]
+            self.fc.weight.view(self.widths[0], 16, -1).mul_(inv_stds[0][:, None, None])  # fc's outputs are (C0, 4, 4)
+            self.fc.bias.view(self.widths[0], 16).mul_(inv_stds[0][:, None])
+            for up, inv_std in zip(self.ups, inv_stds[1:]):
+                up.weight.mul_(inv_std[None, :, None, None])  # (C_in, C_out, 4, 4)
+            # (h * inv_std + offset) * (1 + gain(y)) + bias(y) = h * scale(y) + shift(y), both linear in y.
+            self.style.weight.copy_(torch.cat(
+                [norm.gain.weight for norm in norms]
+                + [offset[:, None] * norm.gain.weight + norm.bias.weight for norm, offset in zip(norms, offsets)]))
+            self.style.bias.copy_(torch.cat(
+                [1.0 + norm.gain.bias for norm in norms]
+                + [offset * (1.0 + norm.gain.bias) + norm.bias.bias for norm, offset in zip(norms, offsets)]))
+            self.to_rgb.weight.copy_(_phase_weights(G.to_rgb.weight))
+            self.to_rgb.bias.copy_(G.to_rgb.bias.repeat(4))
+        self.requires_grad_(False)
+        self.to(device=G.fc.weight.device, memory_format=torch.channels_last)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        assert z.shape[1] == self.z_dim and y.shape[1] == self.n_attributes, (
+            f"expected z (B, {self.z_dim}) and y (B, {self.n_attributes}), got {tuple(z.shape)} and {tuple(y.shape)}")
+        y = centered(y)
+        scales, shifts = self.style(y)[:, :, None, None].split(sum(self.widths), dim=1)  # (B, sum(C), 1, 1) each
+        scales, shifts = scales.split(self.widths, dim=1), shifts.split(self.widths, dim=1)
+        h = self.fc(torch.cat([z, y], dim=1)).view(z.shape[0], -1, 4, 4)  # (B, C0, 4, 4)
+        h = h.contiguous(memory_format=torch.channels_last)
+        for i, (scale, shift) in enumerate(zip(scales, shifts)):
+            if i:
+                h = self.ups[i - 1](h)  # (B, C/2, 2H, 2W), channels_last
+            h = torch.addcmul(shift, h, scale, out=h).relu_()
+        return _interleave_phases(self.to_rgb(h)).tanh_()  # (B, 3, size, size), contiguous
+
+
+def _phase_weights(weight: torch.Tensor) -> torch.Tensor:
+    """ConvTranspose2d(kernel 4, stride 2, padding 1) weights (C_in, C_out, 4, 4) as the weights
+    (4 * C_out, C_in, 2, 2) of a Conv2d(kernel 2, padding 1) that computes the same output phase by phase.
+
+    Output row 2i + a of the transposed convolution sums input rows i + a - 1 + t (t = 0, 1) through
+    kernel row 3 - a - 2t; so does row i + a of the 2x2 convolution, through its tap t, in the output
+    channels of phase (a, b). Same for columns.
+    """
+    c_in, c_out = weight.shape[:2]
+    taps = weight.flip(2, 3).reshape(c_in, c_out, 2, 2, 2, 2)  # (C_in, C_out, t, a, u, b): flipped row 2t + a
+    return taps.permute(3, 5, 1, 0, 2, 4).reshape(4 * c_out, c_in, 2, 2)  # (a, b, C_out) x (C_in, t, u)
+
+
+def _interleave_phases(phases: torch.Tensor) -> torch.Tensor:
+    """(B, 4 * C, H + 1, W + 1) from `_phase_weights`' convolution -> (B, C, 2H, 2W), contiguous."""
+    batch, channels, height, width = phases.shape[0], phases.shape[1] // 4, phases.shape[2] - 1, phases.shape[3] - 1
+    x = phases.new_empty(batch, channels, height, 2, width, 2)  # pixel (2i + a, 2j + b) at [:, :, i, a, j, b]
+    for a in range(2):
+        for b in range(2):
+            first = (2 * a + b) * channels
+            x[:, :, :, a, :, b] = phases[:, first:first + channels, a:a + height, b:b + width]
+    return x.view(batch, channels, 2 * height, 2 * width)
 
 
 class Discriminator(nn.Module):
