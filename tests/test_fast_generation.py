@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -52,6 +53,36 @@ def test_the_fold_copies_the_weights():
         plain.fc.weight.add_(1.0)
         assert torch.equal(folded(z, y), before)
     assert not any(p.requires_grad for p in folded.parameters())
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    """The shipped cGAN behind the default (fast) pipeline and behind the plain one."""
+    from facegen.pipelines import GenerationPipeline
+    from facegen.pretrained import load_pretrained
+
+    pretrained = load_pretrained("cgan")
+    return GenerationPipeline(pretrained), GenerationPipeline(pretrained, fast=False)
+
+
+def test_the_pipeline_runs_the_shipped_cgan_folded_unless_told_not_to(shipped):
+    fast, plain = shipped
+    assert isinstance(fast.network, FoldedGenerator)
+    assert plain.network is plain.pretrained.modules["generator"] and type(plain.network) is Generator
+
+
+@pytest.mark.parametrize("n", [1, 7, 300])  # 300: two chunks of the pipeline's batch
+def test_shipped_cgan_same_seed_same_faces_as_the_plain_module(shipped, n):
+    from facegen.data import to_uint8
+
+    fast, plain = shipped
+    request = {"Young": 1.0, "Blond_Hair": 1.0}
+    got = fast(request, n=n, generator=torch.Generator().manual_seed(11))
+    expected = plain(request, n=n, generator=torch.Generator().manual_seed(11))
+    assert np.array_equal(got.attributes, expected.attributes)
+    assert (got.x - expected.x).abs().max() < TOLERANCE
+    pixels = np.stack([np.asarray(image, dtype=np.int16) for image in got.images])
+    assert np.abs(pixels - to_uint8(expected.x).astype(np.int16)).max() <= 1  # rounding may flip a level, no more
 
 
 def test_the_module_docstring_example_runs():
