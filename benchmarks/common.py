@@ -39,6 +39,26 @@ def time_call(fn, *, repeats: int = 5, warmup: int = 1) -> dict:
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
 
 
+def time_interleaved(fns: dict, *, repeats: int = 5, warmup: int = 1, calls: int = 1) -> dict:
+    """Wall time per call of each fn() in seconds, the fns taking turns round after round so that
+    a busy machine slows them alike; `speedup` is the first fn's time over each one's, the median
+    of the per-round ratios (trust it on a loaded machine, where absolute times are not)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            tic = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            times[name].append((time.perf_counter() - tic) / calls)
+    first = times[next(iter(fns))]
+    return {name: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t), "repeats": repeats,
+                   "calls": calls, "speedup": statistics.median(a / b for a, b in zip(first, t))}
+            for name, t in times.items()}
+
+
 def machine() -> dict:
     return {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
             "torch": torch.__version__}
