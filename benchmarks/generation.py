@@ -6,6 +6,7 @@ other jobs load the machine; the absolute figures hold only on a quiet one.
 
     python benchmarks/generation.py --model cgan            # writes benchmarks/results/generation-cgan.json
     python benchmarks/generation.py --model runs/x/model --batch 256 --threads 2
+    python benchmarks/generation.py --dtype bfloat16        # the fast path in bf16, on CPUs with native bf16
 """
 
 from __future__ import annotations
@@ -29,13 +30,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7, help="rounds of the interleaved timing")
-    parser.add_argument("--peak-gflops", type=float, default=CPU_PEAK_GFLOPS)
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                        help="of the fast path; the plain module stays float32")
+    parser.add_argument("--peak-gflops", type=float, default=CPU_PEAK_GFLOPS, help="fp32 matmul rate")
     parser.add_argument("--name", help="result file name (default generation-<model>)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     pretrained = load_pretrained(args.model)
-    pipes = {"plain": GenerationPipeline(pretrained, fast=False), "fast": GenerationPipeline(pretrained)}
+    pipes = {"plain": GenerationPipeline(pretrained, fast=False),
+             "fast": GenerationPipeline(pretrained, dtype=getattr(torch, args.dtype))}
     A = len(pretrained.attribute_names)
     y_batch, y_one = torch.rand(args.batch, A), torch.rand(1, A)
     # The model's own work: the fast path's last layer does 6% more multiply-adds, which must not flatter the rate.
@@ -46,9 +50,11 @@ def main() -> None:
                             for name, pipe in pipes.items()}, repeats=args.repeats, warmup=3, calls=20)
     images_per_second = args.batch / batch["fast"]["median_s"]
     achieved = flops * images_per_second / 1e9
-    write_result(args.name or f"generation-{Path(str(args.model)).name}", {
+    suffix = "" if args.dtype == "float32" else f"-{args.dtype}"
+    write_result(args.name or f"generation-{Path(str(args.model)).name}{suffix}", {
         "model": str(pretrained.path), "kind": pretrained.kind, "size": pretrained.size,
         "network": type(pipes["fast"].network).__name__,  # what `facegen generate` runs
+        "dtype": args.dtype,  # bfloat16 work is still divided by the fp32 peak: not a like-for-like fraction
         "gflops_per_image": flops / 1e9, "batch": args.batch, "images_per_second": images_per_second,
         "latency_one_face_ms": one["fast"]["median_s"] * 1000, "achieved_gflops": achieved,
         "fraction_of_peak": achieved / args.peak_gflops, "peak_gflops": args.peak_gflops,
