@@ -36,6 +36,7 @@ def card(name: str, run: Path, metrics: Path | None, note: str) -> str:
         f"- **Training:** {last['step']} steps of {options['batch_size']} images ({last['kimg']:.0f}k images), "
         f"{last['seconds'] / 60:.0f} minutes of training-step time on one thread of a 2-core CPU shared with "
         f"other training runs (`--threads 1`), seed {options['seed']}.",
+        *_started_from(options),
         f"- **Settings:** `{json.dumps(options.get('method_options') or {})}` on top of the recipe's defaults; "
         f"the full options are in `training_options.json` of the run.",
         f"- **Weights:** float16 safetensors, {size_mb:.1f} MB"
@@ -45,7 +46,7 @@ def card(name: str, run: Path, metrics: Path | None, note: str) -> str:
         "Reproduce: `facegen train " + config["model"] + " --data cache/celeba9k-64 --attrs "
         + ",".join(options["attributes"]) + f" --steps {last['step']} "
         + " ".join(f"--set {k}={json.dumps(v)}" for k, v in (options.get("method_options") or {}).items())
-        + " --threads 1`", "",
+        + (f" --init-from {options['init_from']}" if options.get("init_from") else "") + " --threads 1`", "",
     ]
     if metrics and metrics.is_file():
         rows = [r for r in read_jsonl(metrics)
@@ -57,6 +58,21 @@ def card(name: str, run: Path, metrics: Path | None, note: str) -> str:
     if note:
         lines += [note.strip(), ""]
     return "\n".join(lines)
+
+
+def _started_from(options: dict) -> list[str]:
+    """A line on the run this one was fine-tuned from (`--init-from`), with that run's own steps and time."""
+    source = options.get("init_from")
+    if not source:
+        return []
+    folder = Path(source) if Path(source).is_dir() else Path(source).parent.parent
+    info = {}
+    if (folder / "model" / "config.json").is_file():
+        info = json.loads((folder / "model" / "config.json").read_text()).get("info", {})
+    before = (f" ({info['steps']} steps, {info['kimg']:.0f}k images, {info['seconds'] / 60:.0f} minutes)"
+              if {"steps", "kimg", "seconds"} <= set(info) else "")
+    return [f"- **Started from:** the weights of `{folder}`{before}, by `facegen train --init-from`; the steps, "
+            "images and minutes above are this run's own, on top of those."]
 
 
 def main() -> None:
