@@ -76,6 +76,14 @@ def catalog(models):
     return Catalog.load([models["cgan"], models["fader"], models["cvae"], models["classifier"]], shipped=False)
 
 
+def test_shipped_models_open_on_the_command_lines_defaults():
+    from facegen.web.catalog import Catalog, shipped_names
+
+    assert shipped_names()[:3] == ["cgan", "fader", "cvae"]
+    catalog = Catalog.load([])
+    assert catalog.generators[0].key == "cgan" and catalog.editors[0].key == "fader"
+
+
 def test_catalog_sorts_models_by_what_they_can_do(catalog, models):
     assert [e.kind for e in catalog.generators] == ["cgan", "cvae"]
     assert [e.kind for e in catalog.editors] == ["fader", "cvae"]

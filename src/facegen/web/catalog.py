@@ -19,6 +19,8 @@ from facegen.pretrained import CONFIG_NAME, SHIPPED_DIR, Pretrained, load_pretra
 
 GENERATE_KINDS = ("cgan", "cvae")  # models that make faces from attributes and noise
 EDIT_KINDS = ("fader", "cvae")  # models that encode a photo and decode it with new attributes
+# The CLI's defaults first (generate: cgan, edit: fader), so each tab opens on the model its command would use.
+SHIPPED_ORDER = ("cgan", "fader", "cvae", "classifier")
 
 
 @dataclass
@@ -110,7 +112,9 @@ def shipped_names() -> list[str]:
     """Names of the shipped models that are installed (a folder with a config in `facegen/weights/`)."""
     if not SHIPPED_DIR.is_dir():
         return []
-    return sorted(path.name for path in SHIPPED_DIR.iterdir() if (path / CONFIG_NAME).is_file())
+    names = [path.name for path in SHIPPED_DIR.iterdir() if (path / CONFIG_NAME).is_file()]
+    return sorted(names, key=lambda name: (SHIPPED_ORDER.index(name) if name in SHIPPED_ORDER else len(SHIPPED_ORDER),
+                                           name))
 
 
 def _entry(key: str, label: str, pretrained: Pretrained, classifier: Pretrained | None) -> ModelEntry:
