@@ -45,6 +45,7 @@ def card(name: str, run: Path, metrics: Path | None, note: str) -> str:
         f"- **Licence:** {LICENCE}", "",
         "Reproduce: `facegen train " + config["model"] + " --data cache/celeba9k-64 --attrs "
         + ",".join(options["attributes"]) + f" --steps {last['step']} "
+        + (f"--batch-size {options['batch_size']} " if options["batch_size"] != 64 else "")
         + " ".join(f"--set {k}={json.dumps(v)}" for k, v in (options.get("method_options") or {}).items())
         + (f" --init-from {options['init_from']}" if options.get("init_from") else "") + " --threads 1`", "",
     ]
