@@ -216,19 +216,16 @@ class FaderMethod(Method):
         mse = (self._decode(x, [y]) - x).pow(2).flatten(1).mean(1) / 4.0  # (n,) on the [0, 1] scale
         result = {"psnr": (10 * torch.log10(1.0 / mse)).mean().item()}
         judge = self._load_judge()
-        if judge is not None:
-            x, y = x[:128], y[:128]
-            rates = []
-            for a, name in enumerate(self.attribute_names):
-                if name not in judge.names:
-                    continue
-                flipped = y.clone()
-                flipped[:, a] = 1.0 - flipped[:, a].round()
-                probs = judge(self._decode(x, [flipped]))[:, judge.names.index(name)]
-                rates.append(((probs > 0.5).float() == flipped[:, a]).float().mean().item())
-                result[f"edit/{name}"] = rates[-1]
-            if rates:
-                result["edit"] = sum(rates) / len(rates)
+        edit_names = [name for name in self.attribute_names if judge is not None and name in judge.names]
+        if edit_names:  # the evaluation's own protocol; the judge runs on the CPU, where it was loaded
+            from facegen.metrics.protocols import edit_success
+
+            device = self.fabric.device
+            rows = edit_success(lambda xb, _, target: self._decode(xb.to(device), [target.to(device)]),
+                                x[:128].cpu(), y[:128].cpu(), self.attribute_names, judge, judge.names,
+                                batch_size=128, edit_names=edit_names, identity=False)
+            result |= {f"edit/{name}": row["success"] for name, row in rows.items()}
+            result["edit"] = sum(row["success"] for row in rows.values()) / len(rows)
         return result
 
     def _load_judge(self):
