@@ -89,3 +89,44 @@ def test_bad_training_requests(tiny_cache, tmp_path, capsys):
     assert _train(tiny_cache, tmp_path / "b", "--set", "no_such_setting=1") == 2
     assert _train(tiny_cache, tmp_path / "c", "--size", 48) == 2
     assert run_cli("train", "cgan", "--data", tmp_path / "missing", "--attrs", "young", "--out", tmp_path / "d") == 2
+
+
+def test_balanced_fake_rows_ask_for_rare_attributes_half_the_time():
+    import numpy as np
+
+    from facegen.attributes import AttributePrior
+    from facegen.training.cgan import CGANMethod
+
+    # Glasses on 5% of faces, never on a smiling one; 10 of 20 rows smile.
+    labels = np.zeros((200, 2), dtype=np.uint8)
+    labels[:10, 0] = 1
+    labels[100:, 1] = 1
+    prior = AttributePrior.from_labels(labels, ["Eyeglasses", "Smiling"])
+    method = CGANMethod(attribute_names=["Eyeglasses", "Smiling"], size=64, prior=prior, balance=1.0)
+    torch.manual_seed(0)
+    rows = method._balanced_rows(20_000, "cpu")
+    glasses, smiling = rows[:, 0], rows[:, 1]
+    # Eyeglasses is picked half the time and then on for half of those; when Smiling is picked and set to 0
+    # (a quarter of rows), a glasses row comes with it a tenth of the time (10 of the 100 non-smiling rows).
+    assert abs(glasses.mean().item() - (0.25 + 0.25 * 0.1)) < 0.015
+    assert not (glasses * smiling).any()  # the rest of each row is a real label row: never both
+    # Shuffled real rows only, as before, when balance is 0 (the same draws, so old runs resume bit for bit).
+    plain = CGANMethod(attribute_names=["Eyeglasses", "Smiling"], size=64, prior=prior)
+    y = torch.from_numpy(labels[:8].astype(np.float32))
+    torch.manual_seed(1)
+    expected = y[torch.randperm(8)]
+    torch.manual_seed(1)
+    assert torch.equal(plain._fake_attributes(y), expected)
+    with pytest.raises(ValueError, match="balance"):
+        CGANMethod(attribute_names=["Eyeglasses"], size=64, prior=prior, balance=1.5)
+
+
+def test_cgan_trains_with_balanced_rows_and_its_own_auxiliary_weight(tiny_cache, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(tiny_cache, run, "--set", "balance=0.5", "--set", "aux_weight_g=2.0") == 0
+    options = json.loads((run / "training_options.json").read_text())["method_options"]
+    assert options["balance"] == 0.5 and options["aux_weight_g"] == 2.0
+    assert all(torch.isfinite(torch.tensor(row["aux_g"])) for row in logged_losses(run))
+    assert _train(tiny_cache, tmp_path / "bad", "--set", "balance=2") == 2
+    assert "balance must be in [0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # refused before the run folder is made

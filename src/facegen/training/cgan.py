@@ -28,6 +28,8 @@ class CGANMethod(Method):
                  lr_d: float | None = None,    # Adam learning rate of D (default 4e-4, TTUR; study2018 2e-4).
                  betas: tuple[float, float] | None = None,  # Adam betas (default (0, 0.99); study2018 (0.5, 0.999)).
                  aux_weight: float = 1.0,      # Weight of the auxiliary attribute loss (default preset).
+                 aux_weight_g: float | None = None,  # The generator's auxiliary weight (default: aux_weight).
+                 balance: float = 0.0,         # Share of fake label rows drawn attribute-balanced (see below).
                  augment: str = "translation",  # DiffAugment policy ('' for none; also cutout, color).
                  ema_kimg: float = 10.0,       # Half-life of the generator EMA, in thousands of images.
                  ema_rampup: float = 0.05,     # EMA half-life at most this fraction of images seen so far.
@@ -43,6 +45,10 @@ class CGANMethod(Method):
         self.lr_g, self.lr_d = lr_g, lr_d or (2e-4 if study else 4e-4)
         self.betas = tuple(betas) if betas else ((0.5, 0.999) if study else (0.0, 0.99))
         self.aux_weight = 0.0 if study else aux_weight
+        self.aux_weight_g = self.aux_weight if study or aux_weight_g is None else aux_weight_g
+        if not 0.0 <= balance <= 1.0:
+            raise ValueError(f"balance must be in [0, 1], got {balance}")
+        self.balance = 0.0 if study else balance
         self.augment = "" if study else augment
         self.use_ema = not study
         self.ema_kimg, self.ema_rampup, self.batch_size = ema_kimg, ema_rampup, batch_size
@@ -59,8 +65,31 @@ class CGANMethod(Method):
         self.fabric = fabric
 
     def _fake_attributes(self, y: torch.Tensor) -> torch.Tensor:
-        """Attributes for fakes: the batch's real label rows, shuffled, so fakes follow the joint distribution."""
-        return y[torch.randperm(y.shape[0], device=y.device)]
+        """Attributes for fakes: the batch's real label rows, shuffled, so fakes follow the joint distribution.
+
+        With `balance` > 0 that share of the rows is drawn the way users and
+        the control measure ask: one attribute picked at random, set to 1 or 0
+        with even odds, the others a training label row that agrees with it.
+        Rows with glasses or an old face then come up half the time their
+        attribute is picked, not at its rate in CelebA (6% and 22%), so the
+        generator practises the rare requests as often as the common ones.
+        """
+        shuffled = y[torch.randperm(y.shape[0], device=y.device)]
+        if not self.balance:
+            return shuffled
+        return torch.where((torch.rand(y.shape[0], device=y.device) < self.balance)[:, None],
+                           self._balanced_rows(y.shape[0], y.device), shuffled)
+
+    def _balanced_rows(self, n: int, device) -> torch.Tensor:
+        """(n, A) label rows: attribute a uniform, its value 0 or 1 with even odds, the rest given it."""
+        patterns = torch.as_tensor(self.prior.patterns, dtype=torch.float32, device=device)  # (K, A)
+        counts = torch.as_tensor(self.prior.counts, dtype=torch.float32, device=device)  # (K,)
+        which = torch.randint(0, self.n_attributes, (n,), device=device)  # (n,)
+        value = (torch.rand(n, device=device) < 0.5).float()  # (n,)
+        agree = patterns[:, which].T == value[:, None]  # (n, K)
+        weights = counts * agree  # an attribute never 1 (or 0) in the labels falls back to all rows
+        weights = torch.where(weights.sum(1, keepdim=True) > 0, weights, counts.expand_as(weights))
+        return patterns[torch.multinomial(weights, 1).squeeze(1)]  # (n, A)
 
     def _discriminate(self, x: torch.Tensor, y: torch.Tensor):
         if self.augment:
@@ -98,7 +127,7 @@ class CGANMethod(Method):
             loss_g = -score_fake.mean()
             loss_aux_g = F.binary_cross_entropy_with_logits(logits_fake, y_fake)
         self.opt_g.zero_grad(set_to_none=True)
-        self.fabric.backward(loss_g + self.aux_weight * loss_aux_g)
+        self.fabric.backward(loss_g + self.aux_weight_g * loss_aux_g)
         self.opt_g.step()
 
         if self.G_ema is not None:

@@ -94,7 +94,24 @@ def build_options(*, model: str, given: dict, settings: list[str] | None = None)
             raise FacegenError(f"--{name.replace('_', '-')} must be at least 1, got {options[name]}")
     options["attributes"] = _attributes(model, options.get("attributes"), options["data"])
     options["method_options"] = parse_settings(settings, method_cls) | options.get("method_options", {})
+    _check_settings(method_cls, options)
     return _check_devices(options)
+
+
+def _check_settings(method_cls, options: dict) -> None:
+    """Build the recipe once with a stand-in prior, so a bad --set value stops here, before the run folder exists."""
+    import numpy as np
+
+    from facegen.attributes import AttributePrior
+
+    names = options["attributes"]
+    prior = AttributePrior(np.zeros((1, len(names))), np.ones(1), names)
+    extra = {"total_steps": int(options["steps"])} if options["model"] == "classifier" else {}
+    try:
+        method_cls(attribute_names=names, size=int(options["size"]), prior=prior,
+                   batch_size=int(options["batch_size"]), **extra, **options["method_options"])
+    except (TypeError, ValueError) as error:
+        raise FacegenError(f"--set: {' '.join(str(error).split())}") from None
 
 
 def _check_devices(options: dict) -> dict:
