@@ -118,3 +118,52 @@ def test_paper_preset_trains_without_the_patch_discriminator(tiny_cache, tmp_pat
     assert _train(tiny_cache, tmp_path / "nearest", "--set", "upsample=nearest", steps=1) == 0
     config = json.loads((tmp_path / "nearest/model/config.json").read_text())
     assert config["modules"]["decoder"]["upsample"] == "nearest"
+
+
+@pytest.mark.parametrize("upsample", ["transpose", "nearest"])
+@pytest.mark.parametrize("size,shortcut", [(64, 1), (64, 2), (128, 1)])
+def test_shortcut_maps_travel_in_the_code_and_reach_the_decoder(size, shortcut, upsample):
+    torch.manual_seed(0)
+    E = Encoder(size=size, channels=8, latent_channels=16, shortcut=shortcut)
+    D = Decoder(n_attributes=2, size=size, channels=8, latent_channels=16, shortcut=shortcut, upsample=upsample)
+    x = torch.rand(2, 3, size, size) * 2 - 1
+    code = E(x)
+    plain = Encoder(size=size, channels=8, latent_channels=16)
+    plain.load_state_dict(E.state_dict())
+    assert code.shape == (2, E.code_channels, 8, 8) and E.code_channels == D.code_channels > 16
+    assert torch.equal(code[:, :16], plain(x))  # the latent proper is the plain encoder's code
+    # The 16x16 map comes back unfolded: the first shortcut channels are the encoder's 16x16 features.
+    maps, h = [], x
+    for layer in E.layers:
+        h = layer(h)
+        maps.append(h)
+    assert torch.equal(torch.nn.functional.pixel_shuffle(code[:, 16:16 + D.skip_channels[0]], 2), maps[-4])
+    y = torch.rand(2, 2)
+    changed = code.clone()
+    changed[:, 16:] += 1.0  # only the shortcut part
+    assert not torch.allclose(D(code, y), D(changed, y))
+    with pytest.raises(AssertionError, match="expected z"):
+        D(code[:, :16], y)
+
+
+def test_fader_trains_and_edits_with_a_shortcut(tiny_cache, tmp_path, capsys):
+    from conftest import FIXTURES
+    from facegen.data import prepare_cache
+
+    cache32 = tmp_path / "tiny32"  # at 16 px the 8x8 latent is one level down: no map above it to pass on
+    prepare_cache(FIXTURES / "official", size=32, out=cache32, workers=1, progress=False)
+    run = tmp_path / "shortcut"
+    assert _train(cache32, run, "--set", "shortcut=1", steps=2) == 0
+    config = json.loads((run / "model/config.json").read_text())
+    assert config["modules"]["encoder"]["shortcut"] == config["modules"]["decoder"]["shortcut"] == 1
+    from facegen.pipelines.edit import EditPipeline
+
+    pipe = EditPipeline.from_pretrained(run / "model")
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    y = torch.tensor([[1.0, 0.0, 1.0]] * 3)
+    z = pipe.encode(x, y)
+    assert z.shape == (3, pipe.encoder.code_channels, 8, 8)
+    assert pipe.decode(z, y).shape == (3, 3, 32, 32)
+    assert _train(tiny_cache, tmp_path / "bad", "--set", "shortcut=1", steps=1) == 2
+    assert "shortcut must be between 0 and 0 at 16 px" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -61,12 +61,29 @@ def pairs(y: torch.Tensor) -> torch.Tensor:
     return torch.cat([y, 1.0 - y], dim=1)
 
 
-class Encoder(nn.Module):
-    """x (B, 3, size, size) in [-1, 1] -> z (B, latent_channels, 8, 8)."""
+def _shortcut_channels(size: int, channels: int, latent_channels: int, shortcut: int) -> list[int]:
+    """Channels each shortcut adds to the code once folded to 8x8: [256] for the 16x16x64 map at 64 px."""
+    levels = _levels(size)
+    assert 0 <= shortcut < levels, f"shortcut must be between 0 and {levels - 1} at {size} px, got {shortcut}"
+    widths = _widths(size, channels, latent_channels)
+    return [widths[-2 - j] * 4 ** (j + 1) for j in range(shortcut)]
 
-    def __init__(self, *, size: int = 64, channels: int = 32, latent_channels: int = 128):
+
+class Encoder(nn.Module):
+    """x (B, 3, size, size) in [-1, 1] -> code (B, code_channels, 8, 8).
+
+    The code is the latent z (its first `latent_channels` channels, what the
+    latent discriminator sees) followed, when `shortcut` > 0, by the encoder's
+    last `shortcut` feature maps above the latent folded to 8x8 (pixel
+    unshuffle). Those are AttGAN's shortcut (He et al. 2019): detail that
+    reaches the decoder without passing through z, for a sharper
+    reconstruction; the attribute terms must then override it.
+    """
+
+    def __init__(self, *, size: int = 64, channels: int = 32, latent_channels: int = 128, shortcut: int = 0):
         super().__init__()
-        self.size, self.latent_channels = size, latent_channels
+        self.size, self.latent_channels, self.shortcut = size, latent_channels, shortcut
+        self.code_channels = latent_channels + sum(_shortcut_channels(size, channels, latent_channels, shortcut))
         widths = _widths(size, channels, latent_channels)
         layers: list[nn.Module] = []
         for i, (c_in, c_out) in enumerate(zip([3] + widths[:-1], widths)):
@@ -78,7 +95,16 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         assert x.ndim == 4 and x.shape[1:] == (3, self.size, self.size), (
             f"expected images (B, 3, {self.size}, {self.size}), got {tuple(x.shape)}")
-        return self.layers(x)  # (B, C, 8, 8)
+        if not self.shortcut:
+            return self.layers(x)  # (B, C, 8, 8)
+        maps, h = [], x
+        for layer in self.layers:
+            h = layer(h)
+            if isinstance(layer, nn.LeakyReLU):
+                maps.append(h)  # each level's output, largest first
+        z, above = maps[-1], maps[-1 - self.shortcut:-1][::-1]  # above: 16x16 first, then 32x32, ...
+        folded = [F.pixel_unshuffle(m, 2 ** (j + 1)) for j, m in enumerate(above)]  # each (B, C_j, 8, 8)
+        return torch.cat([z] + folded, dim=1)  # (B, code_channels, 8, 8)
 
 
 class Decoder(nn.Module):
@@ -95,36 +121,48 @@ class Decoder(nn.Module):
     """
 
     def __init__(self, *, n_attributes: int, size: int = 64, channels: int = 32, latent_channels: int = 128,
-                 upsample: str = "transpose"):
+                 upsample: str = "transpose", shortcut: int = 0):
         super().__init__()
         if upsample not in ("transpose", "nearest"):
             raise ValueError(f"upsample must be 'transpose' or 'nearest', got {upsample!r}")
         self.n_attributes, self.size, self.latent_channels = n_attributes, size, latent_channels
-        self.upsample = upsample
+        self.upsample, self.shortcut = upsample, shortcut
+        self.skip_channels = _shortcut_channels(size, channels, latent_channels, shortcut)
+        self.code_channels = latent_channels + sum(self.skip_channels)
         widths = _widths(size, channels, latent_channels)[::-1]  # [128, 64, 32] at 64 px
         extra = 2 * n_attributes
+        # Level i's input also holds the encoder's map of the same size when a shortcut brings one.
+        skip_in = [0] + [widths[i] if i <= shortcut else 0 for i in range(1, len(widths))]
         if upsample == "transpose":
-            self.ups = nn.ModuleList(nn.ConvTranspose2d(c_in + extra, c_out, 4, 2, 1, bias=False)
-                                     for c_in, c_out in zip(widths[:-1], widths[1:]))
+            self.ups = nn.ModuleList(nn.ConvTranspose2d(c_in + s + extra, c_out, 4, 2, 1, bias=False)
+                                     for c_in, s, c_out in zip(widths[:-1], skip_in, widths[1:]))
             self.norms = nn.ModuleList(nn.BatchNorm2d(c) for c in widths[1:])
-            self.to_rgb = nn.ConvTranspose2d(widths[-1] + extra, 3, 4, 2, 1)
+            self.to_rgb = nn.ConvTranspose2d(widths[-1] + skip_in[-1] + extra, 3, 4, 2, 1)
         else:  # the same widths; each doubling is nearest-neighbour, then a 3x3 convolution (the last one to RGB)
-            self.ups = nn.ModuleList(nn.Conv2d(c_in + extra, c_out, 3, 1, 1, bias=False)
-                                     for c_in, c_out in zip(widths[:-1], widths[1:]))
+            self.ups = nn.ModuleList(nn.Conv2d(c_in + s + extra, c_out, 3, 1, 1, bias=False)
+                                     for c_in, s, c_out in zip(widths[:-1], skip_in, widths[1:]))
             self.norms = nn.ModuleList(nn.BatchNorm2d(c) for c in widths[1:])
-            self.to_rgb = nn.Conv2d(widths[-1] + extra, 3, 3, 1, 1)
+            self.to_rgb = nn.Conv2d(widths[-1] + skip_in[-1] + extra, 3, 3, 1, 1)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        assert z.ndim == 4 and z.shape[1:] == (self.latent_channels, LATENT_SIDE, LATENT_SIDE), (
-            f"expected z (B, {self.latent_channels}, {LATENT_SIDE}, {LATENT_SIDE}), got {tuple(z.shape)}")
+        assert z.ndim == 4 and z.shape[1:] == (self.code_channels, LATENT_SIDE, LATENT_SIDE), (
+            f"expected z (B, {self.code_channels}, {LATENT_SIDE}, {LATENT_SIDE}), got {tuple(z.shape)}")
         assert y.ndim == 2 and y.shape == (z.shape[0], self.n_attributes), (
             f"expected y ({z.shape[0]}, {self.n_attributes}), got {tuple(y.shape)}")
         y2 = pairs(y.to(z.dtype))  # (B, 2A)
-        h = z
+        h, skips = z[:, :self.latent_channels], {}
+        start = self.latent_channels
+        for j, width in enumerate(self.skip_channels):  # unfold each shortcut map to its own size
+            skips[LATENT_SIDE * 2 ** (j + 1)] = F.pixel_shuffle(z[:, start:start + width], 2 ** (j + 1))
+            start += width
         for up, norm in zip(self.ups, self.norms):
+            if h.shape[-1] in skips:  # the encoder's map of this size, beside the decoder's
+                h = torch.cat([h, skips[h.shape[-1]]], dim=1)
             if self.upsample == "nearest":
                 h = F.interpolate(h, scale_factor=2.0, mode="nearest")  # (B, C, 2H, 2W)
             h = torch.relu(norm(up(torch.cat([h, tile(y2, h.shape[-1])], dim=1))))  # (B, C', 2H, 2W)
+        if h.shape[-1] in skips:
+            h = torch.cat([h, skips[h.shape[-1]]], dim=1)
         if self.upsample == "nearest":
             h = F.interpolate(h, scale_factor=2.0, mode="nearest")
         return torch.tanh(self.to_rgb(torch.cat([h, tile(y2, h.shape[-1])], dim=1)))  # (B, 3, size, size)

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facegen.models.layers import diff_augment
-from facegen.models.fader import Decoder, Encoder, LatentDiscriminator, PatchDiscriminator
+from facegen.models.fader import Decoder, Encoder, LatentDiscriminator, PatchDiscriminator, _levels
 from facegen.training.method import FixedBatch, Method, unwrap
 
 PRESETS = ("default", "paper")
@@ -80,6 +80,7 @@ class FaderMethod(Method):
                  channels: int = 32,             # Width of the first encoder layer (doubles per level).
                  upsample: str = "transpose",    # Decoder doubling: 'transpose' (the paper's) or 'nearest' + 3x3 conv.
                  latent_channels: int = 128,     # Channels of the 8x8 latent code.
+                 shortcut: int = 0,              # Encoder maps above the latent passed to the decoder (AttGAN's).
                  d_channels: int = 32,           # Width of the first patch-discriminator layer.
                  lr: float = 2e-4,               # Adam learning rate of all modules (the paper's).
                  betas: tuple[float, float] = (0.5, 0.999),  # Adam betas (the paper's beta1 0.5).
@@ -97,7 +98,11 @@ class FaderMethod(Method):
         if preset not in PRESETS:
             raise ValueError(f"unknown fader preset {preset!r}; choose {' or '.join(PRESETS)}")
         self.preset = preset
+        if not 0 <= shortcut < _levels(size):
+            raise ValueError(f"shortcut must be between 0 and {_levels(size) - 1} at {size} px, got {shortcut}")
         self.e_kwargs = {"size": size, "channels": channels, "latent_channels": latent_channels}
+        if shortcut:  # (only then, so that configs without it stay as they were)
+            self.e_kwargs["shortcut"] = shortcut
         self.d_kwargs = {"n_attributes": self.n_attributes, **self.e_kwargs, "upsample": upsample}
         self.d_channels, self.lr, self.betas = d_channels, lr, tuple(betas)
         self.rec_weight, self.lambda_latent, self.lambda_ramp_steps = rec_weight, lambda_latent, lambda_ramp_steps
@@ -148,6 +153,7 @@ class FaderMethod(Method):
         z, x_hat = self.ae(x, torch.cat([y, y_edit]) if self.use_patch else y)
         x_rec = x_hat[:batch]
         loss_rec = F.mse_loss(x_rec, x)
+        z = z[:, :self.e_kwargs["latent_channels"]]  # the latent proper; a shortcut's maps are not asked to hide y
         loss_fool = F.binary_cross_entropy_with_logits(self.latent_d(z), 1.0 - y)
         loss_ae = self.rec_weight * loss_rec + lambda_e * loss_fool
         losses = {"rec": loss_rec, "fool": loss_fool}
