@@ -24,12 +24,15 @@ def test_evaluate_a_generator(tiny_models, tiny_cache, tmp_path, capsys):
     assert run_cli("evaluate", "--model", gan, "--data", tiny_cache, "--classifier", classifier, "--n-fid", 4,
                    "--n-per-value", 3, "--out", out, "--quiet", "--label", "tiny-gan") == 0
     table = capsys.readouterr().out
-    assert "control/Male" in table and "fid" in table and "stick accuracy" in table
+    assert "control/Male" in table and "fid" in table and "stick on real (balanced)" in table
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     metrics = {row["metric"]: row for row in rows}
     assert {"classifier_accuracy/Young", "control/Young", "control/Male", "fid", "kid", "diversity/inception"} <= set(metrics)
     control = metrics["control/Male"]
     assert control["n_samples"] == 6 and 0.0 <= control["value"] <= 1.0 and "classifier_accuracy" in control
+    assert control["judge"] == "balanced" and "classifier_balanced_accuracy" in control
+    stick = metrics["classifier_accuracy/Young"]
+    assert {"recall_at_1", "recall_at_0", "balanced_accuracy"} <= set(stick) and stick["judge"] == "balanced"
     assert all(row["model"] == "tiny-gan" and row["timestamp"] for row in rows)
     assert metrics["fid"]["value"] > 0
 
@@ -56,3 +59,29 @@ def test_evaluate_an_editor(tiny_cache, tmp_path, capsys):
     edit = rows["edit/Male"]
     assert 0.0 <= edit["value"] <= 1.0 and edit["n_samples"] == 2 and "others_unchanged" in edit
     assert "control/Male" not in rows and "fid" not in rows  # a fader cannot sample faces from nothing
+
+
+def test_the_balanced_judge_takes_out_the_classifier_priors(tiny_models, tiny_cache, tmp_path):
+    import torch
+
+    from facegen.errors import FacegenError
+    from facegen.metrics.evaluate import Stick
+
+    classifier, gan = tiny_models
+    plain, balanced = Stick(classifier, judge="plain"), Stick(classifier)
+    rates = plain.pretrained.prior.marginals()
+    x = torch.rand(8, 3, 16, 16) * 2 - 1
+    p_plain, p_balanced = plain(x), balanced(x)  # (8, 40)
+    logit = lambda p: torch.log(p / (1 - p))  # noqa: E731
+    for i, name in enumerate(plain.names):
+        rate = min(max(rates[name], 1e-3), 1 - 1e-3)
+        expected = torch.sigmoid(logit(p_plain[:, i].double()) - torch.logit(torch.tensor(rate, dtype=torch.float64)))
+        assert torch.allclose(p_balanced[:, i].double(), expected, atol=1e-5), name
+    assert (p_balanced != p_plain).any()
+    with pytest.raises(FacegenError, match="judge"):
+        Stick(classifier, judge="lenient")
+    out = tmp_path / "plain"
+    assert run_cli("evaluate", "--model", gan, "--data", tiny_cache, "--classifier", classifier, "--metrics", "control",
+                   "--n-per-value", 2, "--judge", "plain", "--out", out, "--quiet") == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {row["judge"] for row in rows} == {"plain"}

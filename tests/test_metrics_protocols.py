@@ -13,7 +13,7 @@ import torch
 
 from facegen.errors import FacegenError
 from facegen.metrics.identity import identity_available
-from facegen.metrics.protocols import (attribute_control, classifier_accuracy, classifier_columns, diversity,
+from facegen.metrics.protocols import (attribute_control, classifier_accuracy, classifier_recalls, classifier_columns, diversity,
                                        edit_success, reconstruction_quality)
 
 MODEL_NAMES = ["Smiling", "Male", "Young"]
@@ -228,3 +228,18 @@ def test_classifier_accuracy_per_attribute(real_batch):
     assert classifier_accuracy(classifier, CLASSIFIER_NAMES, x, y_true, names) == {"Male": 1.0, "Smiling": 1.0}
     y_true[:6, 1] = 1 - y_true[:6, 1]  # half the Smiling labels wrong
     assert classifier_accuracy(classifier, CLASSIFIER_NAMES, x, y_true, names, batch_size=5)["Smiling"] == 0.5
+
+
+def test_classifier_recalls_score_each_class_on_its_own(real_batch):
+    x, y = real_batch
+    names = ["Male", "Smiling"]
+    y_true = y[:, [MODEL_NAMES.index(name) for name in names]].clone()
+    # A stick that always says "no smile" is right on every non-smiling face and wrong on every smiling one.
+    never = lambda images: torch.zeros(images.shape[0], len(CLASSIFIER_NAMES))  # noqa: E731
+    rows = classifier_recalls(never, CLASSIFIER_NAMES, x, y_true, names)
+    smiling = y_true[:, 1] > 0.5
+    assert rows["Smiling"]["recall_at_1"] == 0.0 and rows["Smiling"]["recall_at_0"] == 1.0
+    assert rows["Smiling"]["balanced_accuracy"] == 0.5
+    assert rows["Smiling"]["accuracy"] == pytest.approx(float((~smiling).float().mean()))
+    perfect = classifier_recalls(classifier, CLASSIFIER_NAMES, x, y_true, names)
+    assert all(row["balanced_accuracy"] == 1.0 for row in perfect.values())

@@ -129,10 +129,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else None
     records = evaluate(model=args.model, data=args.data, out=args.out, classifier=args.classifier, n_fid=args.n_fid,
                        n_per_value=args.n_per_value, n_edit=args.n_edit, n_identity=args.n_identity, seed=args.seed,
-                       metrics=metrics,
+                       metrics=metrics, judge=args.judge,
                        label=args.label, progress=not args.quiet)
-    print(format_table(records, ["metric", "value", "n_samples", "classifier_accuracy", "seconds"],
-                       headers=["metric", "value", "images", "stick accuracy", "seconds"]))
+    print(format_table(records, ["metric", "value", "n_samples", "classifier_balanced_accuracy", "seconds"],
+                       headers=["metric", "value", "images", "stick on real (balanced)", "seconds"]))
     print(f"(one JSON line per metric appended to {args.out}/metrics.jsonl)")
     return 0
 
@@ -295,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, help="a cache (facegen prepare) at the model's size; its validation split is used")
     evaluate.add_argument("--classifier", default="classifier", help="the attribute classifier that judges (default: shipped)")
     evaluate.add_argument("--metrics", help="comma list of accuracy,control,fid,edit (default: all the model supports)")
+    evaluate.add_argument("--judge", choices=("balanced", "plain"), default="balanced",
+                          help="how the classifier decides: balanced (default; its training priors taken out, as the "
+                               "protocols' sets have as many 1s as 0s) or plain (prob > 0.5, evaluations before 2026-11-27)")
     evaluate.add_argument("--n-fid", type=int, default=2000, help="generated faces for FID/KID (default 2000)")
     evaluate.add_argument("--n-per-value", type=int, default=200, help="faces per attribute value for control (default 200)")
     evaluate.add_argument("--n-edit", type=int, default=500, help="validation faces to edit (default 500)")

@@ -246,8 +246,25 @@ def classifier_accuracy(classifier_fn: ClassifierFn, classifier_names: Sequence[
 
     y_true (N, len(names)) holds the labels of x, columns ordered like `names`.
     """
+    rows = classifier_recalls(classifier_fn, classifier_names, x, y_true, names, batch_size=batch_size)
+    return {name: row["accuracy"] for name, row in rows.items()}
+
+
+def classifier_recalls(classifier_fn: ClassifierFn, classifier_names: Sequence[str], x: torch.Tensor,
+                       y_true: torch.Tensor, names: Sequence[str], *, batch_size: int = 100) -> dict[str, dict]:
+    """Per attribute: `accuracy`, `recall_at_1` / `recall_at_0` (of the real faces with it / without it, the
+    share the stick gets right) and `balanced_accuracy`, their mean: the stick's own score on a set with as
+    many faces at 1 as at 0, which is what the control and edit protocols show it. NaN where a class is absent.
+    """
     _check_images_and_labels(x, y_true, names)
     columns = classifier_columns(names, classifier_names)
     decided = _classify(classifier_fn, x, batch_size)[:, columns] > 0.5  # (N, len(names))
-    correct = (decided == (y_true.float().cpu() > 0.5)).float().mean(0)  # (len(names),)
-    return {name: float(value) for name, value in zip(names, correct)}
+    truth = y_true.float().cpu() > 0.5  # (N, len(names))
+    rows = {}
+    for i, name in enumerate(names):
+        right = decided[:, i] == truth[:, i]
+        at_1 = float(right[truth[:, i]].float().mean()) if truth[:, i].any() else float("nan")
+        at_0 = float(right[~truth[:, i]].float().mean()) if (~truth[:, i]).any() else float("nan")
+        rows[name] = {"accuracy": float(right.float().mean()), "recall_at_1": at_1, "recall_at_0": at_0,
+                      "balanced_accuracy": (at_1 + at_0) / 2}
+    return rows
