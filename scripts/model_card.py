@@ -50,12 +50,28 @@ def card(name: str, run: Path, metrics: Path | None, note: str) -> str:
         + (f" --init-from {options['init_from']}" if options.get("init_from") else "") + " --threads 1`", "",
     ]
     if metrics and metrics.is_file():
-        rows = [r for r in read_jsonl(metrics)
+        latest = {r["metric"]: r for r in read_jsonl(metrics)}  # a metric measured again: its last record
+        rows = [dict(r, judge_on_real=r.get("classifier_balanced_accuracy", r.get("classifier_accuracy")))
+                for r in latest.values()
                 if config["model"] == "classifier" or not r["metric"].startswith("classifier_accuracy/")]
-        lines += ["## Measured", "", "`facegen evaluate` on held-out faces; the judge is the shipped attribute "
-                  "classifier, whose own accuracy on the same faces is beside each number it produced.", "", "```",
-                  format_table(rows, ["metric", "value", "n_samples", "classifier_accuracy", "seconds"],
-                               headers=["metric", "value", "images", "judge accuracy", "seconds"]), "```", ""]
+        judges = sorted({r["judge"] for r in rows if "judge" in r}) or ["plain"]
+        if config["model"] == "classifier":
+            intro = (f"`facegen evaluate` on the held-out faces, deciding with the {' and '.join(judges)} rule (see "
+                     "docs/notes/classifier.md): accuracy, balanced accuracy (the mean of the two recalls) and the "
+                     "recall on faces with (1) and without (0) each attribute.")
+        else:
+            intro = ("`facegen evaluate` on held-out faces; the judge is the shipped attribute classifier "
+                     f"({' and '.join(judges)} decision), and beside each number it produced is its own balanced "
+                     "accuracy on real held-out faces (mean of its recalls with and without the attribute).")
+        lines += ["## Measured", "", intro, "", "```"]
+        if config["model"] == "classifier":  # its own accuracy, and how it does on each class alone
+            lines += [format_table(rows, ["metric", "value", "balanced_accuracy", "recall_at_1", "recall_at_0",
+                                          "n_samples"],
+                                   headers=["metric", "accuracy", "balanced", "recall at 1", "recall at 0",
+                                            "images"]), "```", ""]
+        else:
+            lines += [format_table(rows, ["metric", "value", "n_samples", "judge_on_real", "seconds"],
+                                   headers=["metric", "value", "images", "judge on real", "seconds"]), "```", ""]
     if note:
         lines += [note.strip(), ""]
     return "\n".join(lines)

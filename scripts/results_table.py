@@ -60,8 +60,16 @@ def editing_table(runs: dict[str, dict]) -> str:
 
 
 def stick(runs: dict[str, dict]) -> str:
+    """The judge's balanced accuracy on real held-out faces (mean of its recalls on faces with and without each
+    attribute): what it scores on a set like the protocols' own, with as many 1s as 0s."""
     rows = next(iter(runs.values()))
-    return ", ".join(f"{a} {_pct(rows.get(f'classifier_accuracy/{a}'))}" for a in FOCUS)
+
+    def balanced(row: dict | None) -> str:
+        if row is None or "balanced_accuracy" not in row:
+            return _pct(row)
+        return f"{100 * row['balanced_accuracy']:.0f}%"
+
+    return ", ".join(f"{a} {balanced(rows.get(f'classifier_accuracy/{a}'))}" for a in FOCUS)
 
 
 def main() -> None:
@@ -73,7 +81,9 @@ def main() -> None:
     print(generation_table(runs))
     print("\nEditing: flip one attribute of a held-out face; the judge must agree with the new value\n")
     print(editing_table(runs))
-    print(f"\nThe judge's own accuracy on the same held-out faces: {stick(runs)}.")
+    judge = next(iter(runs.values())).get("control/Male", next(iter(runs.values())).get("edit/Male", {})).get("judge", "plain")
+    print(f"\nThe judge ({judge}) on the same held-out faces, real photos, as many with each attribute as without "
+          f"(balanced accuracy): {stick(runs)}.")
 
 
 if __name__ == "__main__":
