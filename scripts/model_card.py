@@ -50,7 +50,8 @@ def card(name: str, run: Path, metrics: Path | None, note: str) -> str:
         + (f" --init-from {options['init_from']}" if options.get("init_from") else "") + " --threads 1`", "",
     ]
     if metrics and metrics.is_file():
-        latest = {r["metric"]: r for r in read_jsonl(metrics)}  # a metric measured again: its last record
+        latest = {r["metric"]: r for r in read_jsonl(metrics)  # a metric measured again: its last record,
+                  if r.get("judge", "plain") == "plain"}  # by the default judge (see docs/notes/classifier.md)
         rows = [dict(r, judge_on_real=r.get("classifier_balanced_accuracy", r.get("classifier_accuracy")))
                 for r in latest.values()
                 if config["model"] == "classifier" or not r["metric"].startswith("classifier_accuracy/")]

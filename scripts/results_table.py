@@ -1,7 +1,11 @@
 """The README's results tables, built from `facegen evaluate`'s JSON lines (nothing typed by hand).
 
     python scripts/results_table.py cgan=runs/eval-cgan cgan-study2018=runs/eval-study2018 cvae=runs/eval-cvae \\
-        fader=runs/eval-fader
+        fader=runs/eval-fader [--judge balanced]
+
+A folder may hold records made with either judge (`facegen evaluate --judge`); the tables use the last record of
+each metric made with the one asked for (plain by default, as are records from before the option).
+Several folders may be given for one model, joined with '+' (e.g. a plain-judge control run beside the FID run).
 """
 
 from __future__ import annotations
@@ -14,9 +18,17 @@ from facegen.metrics.report import read_jsonl
 FOCUS = ("Male", "Blond_Hair", "Young", "Smiling", "Eyeglasses", "Attractive")
 
 
-def latest(folder: Path) -> dict[str, dict]:
-    """The last record of each metric in a folder's metrics.jsonl."""
-    return {row["metric"]: row for row in read_jsonl(folder / "metrics.jsonl")}
+JUDGED = ("classifier_accuracy/", "control/", "edit/")
+
+
+def latest(folder: Path, judge: str = "plain") -> dict[str, dict]:
+    """The last record of each metric in a folder's metrics.jsonl; judged metrics only from `judge`'s records."""
+    rows = {}
+    for row in read_jsonl(folder / "metrics.jsonl"):
+        if row["metric"].startswith(JUDGED) and row.get("judge", "plain") != judge:
+            continue
+        rows[row["metric"]] = row
+    return rows
 
 
 def _pct(row: dict | None) -> str:
@@ -73,17 +85,27 @@ def stick(runs: dict[str, dict]) -> str:
 
 
 def main() -> None:
+    args, judge = sys.argv[1:], "plain"
+    if "--judge" in args:
+        at = args.index("--judge")
+        judge, args = args[at + 1], args[:at] + args[at + 2:]
     runs = {}
-    for pair in sys.argv[1:]:
-        name, _, folder = pair.partition("=")
-        runs[name] = latest(Path(folder))
+    for pair in args:
+        name, _, folders = pair.partition("=")
+        runs[name] = {}
+        for folder in folders.split("+"):
+            runs[name] |= latest(Path(folder), judge)
     print("Generation: attribute control (the judge tells faces asked for 1 from faces asked for 0) and realism\n")
     print(generation_table(runs))
     print("\nEditing: flip one attribute of a held-out face; the judge must agree with the new value\n")
     print(editing_table(runs))
     judge = next(iter(runs.values())).get("control/Male", next(iter(runs.values())).get("edit/Male", {})).get("judge", "plain")
-    print(f"\nThe judge ({judge}) on the same held-out faces, real photos, as many with each attribute as without "
-          f"(balanced accuracy): {stick(runs)}.")
+    first = next(iter(runs.values()))
+    if any("balanced_accuracy" in first.get(f"classifier_accuracy/{a}", {}) for a in FOCUS):
+        print(f"\nThe judge ({judge} decision) on the same held-out faces, real photos, scored as if as many had each "
+              f"attribute as not (balanced accuracy): {stick(runs)}.")
+    else:
+        print(f"\nThe judge's own accuracy ({judge} decision) on the same held-out faces: {stick(runs)}.")
 
 
 if __name__ == "__main__":

@@ -30,9 +30,9 @@ def test_evaluate_a_generator(tiny_models, tiny_cache, tmp_path, capsys):
     assert {"classifier_accuracy/Young", "control/Young", "control/Male", "fid", "kid", "diversity/inception"} <= set(metrics)
     control = metrics["control/Male"]
     assert control["n_samples"] == 6 and 0.0 <= control["value"] <= 1.0 and "classifier_accuracy" in control
-    assert control["judge"] == "balanced" and "classifier_balanced_accuracy" in control
+    assert control["judge"] == "plain" and "classifier_balanced_accuracy" in control
     stick = metrics["classifier_accuracy/Young"]
-    assert {"recall_at_1", "recall_at_0", "balanced_accuracy"} <= set(stick) and stick["judge"] == "balanced"
+    assert {"recall_at_1", "recall_at_0", "balanced_accuracy"} <= set(stick) and stick["judge"] == "plain"
     assert all(row["model"] == "tiny-gan" and row["timestamp"] for row in rows)
     assert metrics["fid"]["value"] > 0
 
@@ -68,7 +68,7 @@ def test_the_balanced_judge_takes_out_the_classifier_priors(tiny_models, tiny_ca
     from facegen.metrics.evaluate import Stick
 
     classifier, gan = tiny_models
-    plain, balanced = Stick(classifier, judge="plain"), Stick(classifier)
+    plain, balanced = Stick(classifier), Stick(classifier, judge="balanced")
     rates = plain.pretrained.prior.marginals()
     x = torch.rand(8, 3, 16, 16) * 2 - 1
     p_plain, p_balanced = plain(x), balanced(x)  # (8, 40)
@@ -82,6 +82,6 @@ def test_the_balanced_judge_takes_out_the_classifier_priors(tiny_models, tiny_ca
         Stick(classifier, judge="lenient")
     out = tmp_path / "plain"
     assert run_cli("evaluate", "--model", gan, "--data", tiny_cache, "--classifier", classifier, "--metrics", "control",
-                   "--n-per-value", 2, "--judge", "plain", "--out", out, "--quiet") == 0
+                   "--n-per-value", 2, "--judge", "balanced", "--out", out, "--quiet") == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert {row["judge"] for row in rows} == {"plain"}
+    assert {row["judge"] for row in rows} == {"balanced"}

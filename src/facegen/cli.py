@@ -295,9 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, help="a cache (facegen prepare) at the model's size; its validation split is used")
     evaluate.add_argument("--classifier", default="classifier", help="the attribute classifier that judges (default: shipped)")
     evaluate.add_argument("--metrics", help="comma list of accuracy,control,fid,edit (default: all the model supports)")
-    evaluate.add_argument("--judge", choices=("balanced", "plain"), default="balanced",
-                          help="how the classifier decides: balanced (default; its training priors taken out, as the "
-                               "protocols' sets have as many 1s as 0s) or plain (prob > 0.5, evaluations before 2026-11-27)")
+    evaluate.add_argument("--judge", choices=("plain", "balanced"), default="plain",
+                          help="how the classifier decides: plain (default; prob > 0.5) or balanced (its training "
+                               "priors taken out; see docs/notes/classifier.md for why it is not the default)")
     evaluate.add_argument("--n-fid", type=int, default=2000, help="generated faces for FID/KID (default 2000)")
     evaluate.add_argument("--n-per-value", type=int, default=200, help="faces per attribute value for control (default 200)")
     evaluate.add_argument("--n-edit", type=int, default=500, help="validation faces to edit (default 500)")
