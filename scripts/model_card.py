@@ -34,8 +34,9 @@ def card(name: str, run: Path, metrics: Path | None, note: str) -> str:
         f"- **Data:** `{options['data']}` (CelebA's first 9,000 aligned images at half size, centre square, "
         f"Lanczos-resized); validation = `crc32(file name) % 10 == 0` (907 faces), never trained on.",
         f"- **Training:** {last['step']} steps of {options['batch_size']} images ({last['kimg']:.0f}k images), "
-        f"{last['seconds'] / 60:.0f} minutes of training-step time on one thread of a 2-core CPU shared with "
-        f"other training runs (`--threads 1`), seed {options['seed']}.",
+        f"{last['seconds'] / 60:.0f} minutes of training-step time on {_threads(options)} of a 2-core CPU"
+        f"{' shared with other training runs' if int(options.get('threads') or 1) < 2 else ''} "
+        f"(`--threads {int(options.get('threads') or 1)}`), seed {options['seed']}.",
         *_started_from(options),
         f"- **Settings:** `{json.dumps(options.get('method_options') or {})}` on top of the recipe's defaults; "
         f"the full options are in `training_options.json` of the run.",
@@ -47,7 +48,8 @@ def card(name: str, run: Path, metrics: Path | None, note: str) -> str:
         + ",".join(options["attributes"]) + f" --steps {last['step']} "
         + (f"--batch-size {options['batch_size']} " if options["batch_size"] != 64 else "")
         + " ".join(f"--set {k}={json.dumps(v)}" for k, v in (options.get("method_options") or {}).items())
-        + (f" --init-from {options['init_from']}" if options.get("init_from") else "") + " --threads 1`", "",
+        + (f" --init-from {options['init_from']}" if options.get("init_from") else "")
+        + f" --threads {int(options.get('threads') or 1)}`", "",
     ]
     if metrics and metrics.is_file():
         latest = {r["metric"]: r for r in read_jsonl(metrics)  # a metric measured again: its last record,
@@ -76,6 +78,11 @@ def card(name: str, run: Path, metrics: Path | None, note: str) -> str:
     if note:
         lines += [note.strip(), ""]
     return "\n".join(lines)
+
+
+def _threads(options: dict) -> str:
+    threads = int(options.get("threads") or 1)
+    return "one thread" if threads == 1 else f"{threads} threads"
 
 
 def _started_from(options: dict) -> list[str]:
