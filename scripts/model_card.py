@@ -27,6 +27,7 @@ def card(name: str, run: Path, metrics: Path | None, note: str) -> str:
     last = {"step": info.get("steps", stats[-1]["step"]), "kimg": info.get("kimg", stats[-1]["kimg"]),
             "seconds": info.get("seconds", stats[-1]["seconds"])}  # the exported weights' own step, not the last log
     size_mb = (SHIPPED_DIR / name / "model.safetensors").stat().st_size / 1e6
+    threads = int(options.get("threads") or 1)
     lines = [
         f"# Model card: `{name}`", "",
         f"{config['model']} (preset {config.get('preset', 'default')}), {config['size']}x{config['size']} pixels, "
@@ -34,9 +35,10 @@ def card(name: str, run: Path, metrics: Path | None, note: str) -> str:
         f"- **Data:** `{options['data']}` (CelebA's first 9,000 aligned images at half size, centre square, "
         f"Lanczos-resized); validation = `crc32(file name) % 10 == 0` (907 faces), never trained on.",
         f"- **Training:** {last['step']} steps of {options['batch_size']} images ({last['kimg']:.0f}k images), "
-        f"{last['seconds'] / 60:.0f} minutes of training-step time on {_threads(options)} of a 2-core CPU"
-        f"{' shared with other training runs' if int(options.get('threads') or 1) < 2 else ''} "
-        f"(`--threads {int(options.get('threads') or 1)}`), seed {options['seed']}.",
+        f"{last['seconds'] / 60:.0f} minutes of training-step time on "
+        + ("one thread of a 2-core CPU shared with other training runs" if threads == 1
+           else f"{threads} threads of a 2-core CPU")
+        + f" (`--threads {threads}`), seed {options['seed']}.",
         *_started_from(options),
         f"- **Settings:** `{json.dumps(options.get('method_options') or {})}` on top of the recipe's defaults; "
         f"the full options are in `training_options.json` of the run.",
@@ -49,7 +51,7 @@ def card(name: str, run: Path, metrics: Path | None, note: str) -> str:
         + (f"--batch-size {options['batch_size']} " if options["batch_size"] != 64 else "")
         + " ".join(f"--set {k}={json.dumps(v)}" for k, v in (options.get("method_options") or {}).items())
         + (f" --init-from {options['init_from']}" if options.get("init_from") else "")
-        + f" --threads {int(options.get('threads') or 1)}`", "",
+        + f" --threads {threads}`", "",
     ]
     if metrics and metrics.is_file():
         latest = {r["metric"]: r for r in read_jsonl(metrics)  # a metric measured again: its last record,
@@ -58,31 +60,22 @@ def card(name: str, run: Path, metrics: Path | None, note: str) -> str:
                 for r in latest.values()
                 if config["model"] == "classifier" or not r["metric"].startswith("classifier_accuracy/")]
         judges = sorted({r["judge"] for r in rows if "judge" in r}) or ["plain"]
-        if config["model"] == "classifier":
+        if config["model"] == "classifier":  # its own accuracy, and how it does on each class alone
             intro = (f"`facegen evaluate` on the held-out faces, deciding with the {' and '.join(judges)} rule (see "
                      "docs/notes/classifier.md): accuracy, balanced accuracy (the mean of the two recalls) and the "
                      "recall on faces with (1) and without (0) each attribute.")
+            table = format_table(rows, ["metric", "value", "balanced_accuracy", "recall_at_1", "recall_at_0", "n_samples"],
+                                 headers=["metric", "accuracy", "balanced", "recall at 1", "recall at 0", "images"])
         else:
             intro = ("`facegen evaluate` on held-out faces; the judge is the shipped attribute classifier "
                      f"({' and '.join(judges)} decision), and beside each number it produced is its own balanced "
                      "accuracy on real held-out faces (mean of its recalls with and without the attribute).")
-        lines += ["## Measured", "", intro, "", "```"]
-        if config["model"] == "classifier":  # its own accuracy, and how it does on each class alone
-            lines += [format_table(rows, ["metric", "value", "balanced_accuracy", "recall_at_1", "recall_at_0",
-                                          "n_samples"],
-                                   headers=["metric", "accuracy", "balanced", "recall at 1", "recall at 0",
-                                            "images"]), "```", ""]
-        else:
-            lines += [format_table(rows, ["metric", "value", "n_samples", "judge_on_real", "seconds"],
-                                   headers=["metric", "value", "images", "judge on real", "seconds"]), "```", ""]
+            table = format_table(rows, ["metric", "value", "n_samples", "judge_on_real", "seconds"],
+                                 headers=["metric", "value", "images", "judge on real", "seconds"])
+        lines += ["## Measured", "", intro, "", "```", table, "```", ""]
     if note:
         lines += [note.strip(), ""]
     return "\n".join(lines)
-
-
-def _threads(options: dict) -> str:
-    threads = int(options.get("threads") or 1)
-    return "one thread" if threads == 1 else f"{threads} threads"
 
 
 def _started_from(options: dict) -> list[str]:

@@ -99,7 +99,6 @@ def main() -> None:
     print(generation_table(runs))
     print("\nEditing: flip one attribute of a held-out face; the judge must agree with the new value\n")
     print(editing_table(runs))
-    judge = next(iter(runs.values())).get("control/Male", next(iter(runs.values())).get("edit/Male", {})).get("judge", "plain")
     first = next(iter(runs.values()))
     if any("balanced_accuracy" in first.get(f"classifier_accuracy/{a}", {}) for a in FOCUS):
         print(f"\nThe judge ({judge} decision) on the same held-out faces, real photos, scored as if as many had each "

@@ -64,7 +64,8 @@ def pairs(y: torch.Tensor) -> torch.Tensor:
 def _shortcut_channels(size: int, channels: int, latent_channels: int, shortcut: int) -> list[int]:
     """Channels each shortcut adds to the code once folded to 8x8: [256] for the 16x16x64 map at 64 px."""
     levels = _levels(size)
-    assert 0 <= shortcut < levels, f"shortcut must be between 0 and {levels - 1} at {size} px, got {shortcut}"
+    if not 0 <= shortcut < levels:
+        raise ValueError(f"shortcut must be between 0 and {levels - 1} at {size} px, got {shortcut}")
     widths = _widths(size, channels, latent_channels)
     return [widths[-2 - j] * 4 ** (j + 1) for j in range(shortcut)]
 

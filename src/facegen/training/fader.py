@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facegen.models.layers import diff_augment
-from facegen.models.fader import Decoder, Encoder, LatentDiscriminator, PatchDiscriminator, _levels
+from facegen.models.fader import Decoder, Encoder, LatentDiscriminator, PatchDiscriminator, _shortcut_channels
 from facegen.training.method import FixedBatch, Method, unwrap
 
 PRESETS = ("default", "paper")
@@ -98,8 +98,7 @@ class FaderMethod(Method):
         if preset not in PRESETS:
             raise ValueError(f"unknown fader preset {preset!r}; choose {' or '.join(PRESETS)}")
         self.preset = preset
-        if not 0 <= shortcut < _levels(size):
-            raise ValueError(f"shortcut must be between 0 and {_levels(size) - 1} at {size} px, got {shortcut}")
+        _shortcut_channels(size, channels, latent_channels, shortcut)  # the modules' own check, before any exist
         self.e_kwargs = {"size": size, "channels": channels, "latent_channels": latent_channels}
         if shortcut:  # (only then, so that configs without it stay as they were)
             self.e_kwargs["shortcut"] = shortcut
