@@ -53,7 +53,7 @@ def test_edit_one_celeba_photo_uses_its_labels(models, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "list_attr_celeba.txt" in captured.err and "CelebA" in captured.out
     image = Image.open(out)
-    assert image.size == (16, 16) and image.mode == "RGB"
+    assert image.size == Image.open(CELEBA_PHOTO).size and image.mode == "RGB"  # the photo's own resolution
 
 
 def test_api_keeps_unnamed_attributes_and_flips(models):
@@ -67,17 +67,33 @@ def test_api_keeps_unnamed_attributes_and_flips(models):
         pipe.edit([CELEBA_PHOTO], "male=1", flip="male")
 
 
-def test_no_attribute_gives_the_reconstruction(models):
+def test_no_attribute_gives_the_photo_back_and_redraw_the_reconstruction(models):
     pipe = EditPipeline.from_pretrained(models / "fader")
     out = pipe.edit(CELEBA_PHOTO)
-    x = pipe.load(CELEBA_PHOTO)
-    expected = pipe.decode(pipe.encode(x), torch.tensor([[1.0, 0.0, 1.0]]))
-    assert torch.equal(out.x, expected)
-    assert pipe.encode(x).shape == (1, 8, 8, 8) and out.x.shape == (1, 3, 16, 16)
+    assert np.array_equal(np.asarray(out.images[0]), np.asarray(Image.open(CELEBA_PHOTO).convert("RGB")))
+    assert not out.change.any() and out.sources == ["not needed"]
+    redraw = EditPipeline.from_pretrained(models / "fader", redraw=True)
+    out = redraw.edit(CELEBA_PHOTO)
+    x = redraw.load(CELEBA_PHOTO)
+    expected = redraw.decode(redraw.encode(x), torch.tensor([[1.0, 0.0, 1.0]]))
+    assert torch.equal(out.x, expected) and out.images[0].size == (16, 16)  # the study's way: the decode
+    assert redraw.encode(x).shape == (1, 8, 8, 8) and out.x.shape == (1, 3, 16, 16)
 
 
-def test_a_request_naming_everything_needs_no_source(models):
+def test_a_change_is_the_difference_of_two_decodes_added_to_the_photo(models):
     pipe = EditPipeline.from_pretrained(models / "fader")
+    x = pipe.load(CELEBA_PHOTO)
+    out = pipe.edit(CELEBA_PHOTO, "male=1")
+    z, y = pipe.encode(x), torch.tensor([[1.0, 0.0, 1.0]])
+    expected = pipe.decode(z, torch.tensor([[1.0, 1.0, 1.0]])) - pipe.decode(z, y)
+    assert torch.allclose(out.change, expected) and torch.allclose(out.x, (x + expected).clamp(-1, 1))
+    photo = np.asarray(Image.open(CELEBA_PHOTO).convert("RGB")).astype(int)
+    edited = np.asarray(out.images[0]).astype(int)
+    assert edited.shape == photo.shape and np.abs(edited - photo).max() > 0
+
+
+def test_a_request_naming_everything_needs_no_source_when_redrawn(models):
+    pipe = EditPipeline.from_pretrained(models / "fader", redraw=True)
     out = pipe.edit(torch.zeros(2, 3, 40, 40), {"young": 1, "male": 0, "smiling": 0.5})
     assert out.sources == ["not needed"] * 2 and len(out.images) == 2
 
@@ -140,12 +156,18 @@ def test_sweep_writes_one_row_per_attribute(models, tmp_path):
     out = tmp_path / "strip.png"
     assert run_cli("sweep", CELEBA_PHOTO, "--attr", "male", "--attr", "smiling,young", "--steps", 4,
                    "--model", models / "fader", "-o", out) == 0
-    assert Image.open(out).size == (2 + 5 * 18, 2 + 3 * 18)  # photo + 4 steps, 3 rows
+    side = min(Image.open(CELEBA_PHOTO).size)  # tiles at the photo's own resolution
+    assert Image.open(out).size == (2 + 5 * (side + 2), 2 + 3 * (side + 2))  # photo + 4 steps, 3 rows
     assert run_cli("sweep", CELEBA_PHOTO, "--attr", "male", "--high", "2", "--model", models / "fader",
                    "-o", out) == 2
     pipe = EditPipeline.from_pretrained(models / "fader")
     grid = pipe.sweep(CELEBA_PHOTO, ["male"], steps=3, low=-1, high=2, extrapolate=True)
-    assert grid.size == (2 + 4 * 18, 2 + 18)
+    assert grid.size == (2 + 4 * (side + 2), 2 + side + 2)
+    tiles = np.asarray(grid)[2:2 + side].reshape(side, -1, 3)
+    photo_tile, first = tiles[:, 2:2 + side], tiles[:, 2 + (side + 2):2 + (side + 2) + side]
+    assert not np.array_equal(photo_tile, first)  # male=-1 changes the face ...
+    redrawn = EditPipeline.from_pretrained(models / "fader", redraw=True).sweep(CELEBA_PHOTO, ["male"], steps=3)
+    assert redrawn.size == (2 + 4 * 18, 2 + 18)  # ... and the study's way shows the decodes at the model's size
 
 
 def test_photo_attributes_read_labels_from_any_celeba_layout(models):
@@ -166,7 +188,7 @@ def test_the_cvae_edits_through_the_same_pipeline(tmp_path):
     x = pipe.load(CELEBA_PHOTO)
     assert pipe.encode(x, torch.tensor([[1.0, 0.0, 1.0]])).shape == (1, 8)
     out = pipe.edit([CELEBA_PHOTO], "male=1")  # encoded with the photo's own labels
-    assert out.target_attributes.tolist() == [[1.0, 1.0, 1.0]] and out.images[0].size == (16, 16)
+    assert out.target_attributes.tolist() == [[1.0, 1.0, 1.0]] and out.images[0].size == Image.open(CELEBA_PHOTO).size
     with pytest.raises(FacegenError, match="pass y"):
         pipe.encode(x)
 

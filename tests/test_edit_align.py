@@ -33,8 +33,15 @@ def test_align_edits_the_face_and_keeps_the_photo(tiny_fader, tmp_path, capsys):
     after = np.asarray(Image.open(out)).astype(int)
     assert after.shape == before.shape  # the photo's own resolution
     changed = np.abs(after - before).sum(-1) > 0
-    assert changed.any() and changed.mean() < 0.5  # the face region, not the whole photo
-    assert changed[:20].sum() == 0 and changed[:, :20].sum() == 0  # the border is untouched
+    assert changed.any() and changed[:, :20].sum() == 0  # the left border, far from the face, is untouched
+    from facegen.align import detect_faces
+    from facegen.data import load_image
+    from facegen.pipelines.own_photo import align_faces
+    from test_web import _near_square
+
+    image = load_image(PHOTO)
+    near = _near_square(align_faces(image, detect_faces(image))[0], image.size)
+    assert not changed[~near].any()  # only the face's square (and the margin its change fades over) changes
 
 
 def test_align_no_such_face_and_no_face(tiny_fader, tmp_path, capsys):

@@ -55,6 +55,11 @@ def test_evaluate_an_editor(tiny_cache, tmp_path, capsys):
     assert run_cli("evaluate", "--model", root / "fader", "--data", tiny_cache, "--classifier", root / "cls",
                    "--n-identity", 2, "--out", out, "--quiet") == 0
     rows = {row["metric"]: row for row in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())}
+    assert {"edit/Young", "edit/Male"} <= set(rows) and "reconstruction/psnr_db" not in rows  # changes: no redraw
+    redrawn = root / "eval-redraw"
+    assert run_cli("evaluate", "--model", root / "fader", "--data", tiny_cache, "--classifier", root / "cls",
+                   "--n-identity", 2, "--out", redrawn, "--quiet", "--redraw") == 0
+    rows = {row["metric"]: row for row in map(json.loads, (redrawn / "metrics.jsonl").read_text().splitlines())}
     assert {"reconstruction/psnr_db", "reconstruction/ssim", "edit/Young", "edit/Male"} <= set(rows)
     edit = rows["edit/Male"]
     assert 0.0 <= edit["value"] <= 1.0 and edit["n_samples"] == 2 and "others_unchanged" in edit

@@ -162,7 +162,7 @@ def test_fader_trains_and_edits_with_a_shortcut(tiny_cache, tmp_path, capsys):
     x = torch.rand(3, 3, 32, 32) * 2 - 1
     y = torch.tensor([[1.0, 0.0, 1.0]] * 3)
     z = pipe.encode(x, y)
-    assert z.shape == (3, pipe.encoder.code_channels, 8, 8)
+    assert z.shape == (3, pipe.modules["encoder"].code_channels, 8, 8)
     assert pipe.decode(z, y).shape == (3, 3, 32, 32)
     assert _train(tiny_cache, tmp_path / "bad", "--set", "shortcut=1", steps=1) == 2
     assert "shortcut must be between 0 and 0 at 16 px" in capsys.readouterr().err

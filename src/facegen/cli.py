@@ -129,7 +129,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else None
     records = evaluate(model=args.model, data=args.data, out=args.out, classifier=args.classifier, n_fid=args.n_fid,
                        n_per_value=args.n_per_value, n_edit=args.n_edit, n_identity=args.n_identity, seed=args.seed,
-                       metrics=metrics, judge=args.judge,
+                       metrics=metrics, judge=args.judge, redraw=args.redraw,
                        label=args.label, progress=not args.quiet)
     print(format_table(records, ["metric", "value", "n_samples", "classifier_balanced_accuracy", "seconds"],
                        headers=["metric", "value", "images", "stick on real (balanced)", "seconds"]))
@@ -152,14 +152,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_edit(args: argparse.Namespace) -> int:
-    from facegen.pipelines.edit import ALIGNMENT_NOTE, EditPipeline, edit_files, expand_photos, output_paths, \
-        split_tokens
+    from facegen.pipelines.edit import ALIGNMENT_NOTE, EditPipeline
+    from facegen.pipelines.edit_files import edit_files, expand_photos, output_paths, split_tokens
 
     paths, request = split_tokens(args.inputs)
     request += [args.attributes_file] if args.attributes_file else []
     photos = expand_photos(paths)
     targets = output_paths(photos, output=args.output, out_dir=args.out_dir)
-    pipe = EditPipeline.from_pretrained(args.model, classifier=args.classifier, batch_size=args.batch_size)
+    pipe = EditPipeline.from_pretrained(args.model, classifier=args.classifier, batch_size=args.batch_size,
+                                        redraw=args.redraw)
     pipe.parse(request, args.flip, args.extrapolate)  # an unknown attribute stops here, before any photo is read
     report = lambda line: print(f"facegen: {line}", file=sys.stderr)  # noqa: E731
     if args.align:
@@ -168,9 +169,10 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     if len(photos) == 1 and failures:
         raise FacegenError(failures[0][1])
     done = len(photos) - len(failures)
-    what = "reconstructed" if not request and not args.flip else "edited"
+    what = ("reconstructed" if args.redraw else "copied unchanged") if not request and not args.flip else "edited"
     where = targets[0] if len(photos) == 1 else f"{args.out_dir}/"
-    print(f"{what} {done} photo{'s' * (done != 1)} into {where} at {pipe.size}x{pipe.size} ({ALIGNMENT_NOTE})")
+    size = f"redrawn at {pipe.size}x{pipe.size}" if args.redraw else "each at its own size"
+    print(f"{what} {done} photo{'s' * (done != 1)} into {where}, {size} ({ALIGNMENT_NOTE})")
     if failures:
         report(f"{len(failures)} of {len(photos)} photos could not be read (listed above)")
         return 2
@@ -178,6 +180,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
 
 
 def _edit_aligned(args, pipe, photos, targets, request, report) -> int:
+    from facegen.pipelines.edit_files import save_photo
     from facegen.pipelines.own_photo import check_align_inputs, edit_photo_aligned
 
     check_align_inputs(photos)
@@ -193,7 +196,7 @@ def _edit_aligned(args, pipe, photos, targets, request, report) -> int:
             report(f"skipped {error}")
             failures += 1
             continue
-        result.save(target, **({"quality": 95} if target.suffix.lower() in (".jpg", ".jpeg") else {}))
+        save_photo(result, target, unchanged_from=None if request or args.flip or pipe.redraw else photo)
         print(f"edited {n_faces} face{'s' * (n_faces != 1)} of {photo} into {target} at {result.size[0]}x{result.size[1]} "
               f"(own values from {sources[0]})")
     return 2 if failures else 0
@@ -207,7 +210,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from facegen.pipelines.output import check_writable
 
     check_writable(args.output, None, inputs=[Path(args.photo)])
-    pipe = EditPipeline.from_pretrained(args.model, classifier=args.classifier)
+    pipe = EditPipeline.from_pretrained(args.model, classifier=args.classifier, redraw=args.redraw)
     names = [token for text in args.attr for token in text.replace(";", ",").split(",") if token.strip()]
     parse_attribute_list(names, pipe.attribute_names)  # unknown names fail here with suggestions
     source, where = pipe.photo_attributes(args.photo)
@@ -247,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.set_defaults(handler=_cmd_prepare)
 
     train = commands.add_parser("train", help="train a model (cgan, fader, cvae or the attribute classifier)")
-    train.add_argument("model", choices=("cgan", "fader", "cvae", "classifier"))
+    train.add_argument("model", choices=("cgan", "fader", "cvae", "residual", "classifier"))
     train.add_argument("--data", help="a cache from `facegen prepare`, or a data set folder (cached on first use)")
     train.add_argument("--attrs", help="attributes to condition on, e.g. young,male,blond,smiling (or all)")
     train.add_argument("--out", help="run folder (new, or the run being resumed)")
@@ -298,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--judge", choices=("plain", "balanced"), default="plain",
                           help="how the classifier decides: plain (default; prob > 0.5) or balanced (its training "
                                "priors taken out; see docs/notes/classifier.md for why it is not the default)")
+    evaluate.add_argument("--redraw", action="store_true",
+                          help="fader or cvae: measure the model's own decodes (and their reconstruction) instead "
+                               "of the changes they apply to a photo")
     evaluate.add_argument("--n-fid", type=int, default=2000, help="generated faces for FID/KID (default 2000)")
     evaluate.add_argument("--n-per-value", type=int, default=200, help="faces per attribute value for control (default 200)")
     evaluate.add_argument("--n-edit", type=int, default=500, help="validation faces to edit (default 500)")
@@ -323,9 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=1, help="torch threads per model call (default 1)")
     serve.set_defaults(handler=_cmd_serve)
 
-    edit = commands.add_parser("edit", help="change the attributes of face photos (Fader Networks or cVAE)",
+    edit = commands.add_parser("edit", help="change the attributes of face photos, at their own resolution",
                                description="Edit face photos framed like CelebA's aligned images (centred, eyes "
-                                           "level; any size, the centre square is used). Attributes you do not name "
+                                           "level; any size). The model looks at the centre square and its change "
+                                           "is added to the photo at the photo's own resolution; with nothing asked "
+                                           "the photo comes back unchanged. Attributes you do not name "
                                            "keep the photo's own values: its CelebA labels when it comes from a "
                                            "CelebA folder, else the attribute classifier's reading.")
     edit.add_argument("inputs", nargs="+", metavar="PHOTO|NAME=VALUE",
@@ -333,7 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--flip", action="append", metavar="ATTR",
                       help="set this attribute to the opposite of each photo's own value (repeatable)")
     edit.add_argument("--attributes-file", help="a YAML or JSON file of name: value pairs")
-    edit.add_argument("--model", default="fader", help="a shipped model (fader, cvae) or a model folder (default fader)")
+    edit.add_argument("--model", default="residual",
+                      help="a shipped model (residual, fader, cvae) or a model folder (default residual)")
+    edit.add_argument("--redraw", action="store_true",
+                      help="fader or cvae: return the model's own decode at its size (the 2018 study's way) instead "
+                           "of applying the change to the photo")
     edit.add_argument("--classifier", help="attribute classifier that reads a photo's own values (default: shipped)")
     edit.add_argument("-o", "--output", default="edited.png", help="output image for one photo (default edited.png)")
     edit.add_argument("--out-dir", help="folder for many photos: one output per input, same file name")
@@ -347,16 +359,18 @@ def build_parser() -> argparse.ArgumentParser:
     edit.set_defaults(handler=_cmd_edit)
 
     sweep = commands.add_parser("sweep", help="one photo across the range of one or more attribute faders",
-                                description="The Fader Networks figure: the photo, then STEPS decodes with the "
+                                description="The Fader Networks figure: the photo, then STEPS edits with the "
                                             "attribute going from LOW to HIGH; one row per attribute. The face must "
                                             "be framed like CelebA's aligned images.")
     sweep.add_argument("photo", help="a face photo in CelebA framing")
     sweep.add_argument("--attr", action="append", required=True, metavar="ATTR",
                        help="attribute to sweep, e.g. --attr male --attr smiling or --attr male,smiling")
-    sweep.add_argument("--steps", type=int, default=8, help="decodes per row (default 8)")
+    sweep.add_argument("--steps", type=int, default=8, help="edits per row (default 8)")
     sweep.add_argument("--low", type=float, default=0.0, help="first value (default 0)")
     sweep.add_argument("--high", type=float, default=1.0, help="last value (default 1)")
-    sweep.add_argument("--model", default="fader", help="a shipped model (fader, cvae) or a model folder (default fader)")
+    sweep.add_argument("--model", default="residual",
+                       help="a shipped model (residual, fader, cvae) or a model folder (default residual)")
+    sweep.add_argument("--redraw", action="store_true", help="fader or cvae: show the model's decodes (see edit --redraw)")
     sweep.add_argument("--classifier", help="attribute classifier that reads the photo's own values (default: shipped)")
     sweep.add_argument("-o", "--output", default="sweep.png", help="grid image to write (default sweep.png)")
     sweep.add_argument("--extrapolate", action="store_true", help="allow --low/--high beyond [0, 1] (up to -3..4)")

@@ -53,7 +53,11 @@ def module_classes(model: str, preset: str = "default") -> dict[str, type[nn.Mod
         from facegen.models import cvae
 
         return {"encoder": cvae.Encoder, "decoder": cvae.Decoder}
-    raise FacegenError(f"unknown model kind {model!r} in config.json; expected cgan, fader, cvae or classifier")
+    if model == "residual":
+        from facegen.models import residual
+
+        return {"editor": residual.ResidualEditor}
+    raise FacegenError(f"unknown model kind {model!r} in config.json; expected cgan, fader, cvae, residual or classifier")
 
 
 @dataclass

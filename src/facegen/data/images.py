@@ -83,7 +83,7 @@ def load_image(source: str | os.PathLike | BinaryIO | bytes, *, min_side: int | 
                 _draft(opened, min_side)
                 opened.load()
                 img = ImageOps.exif_transpose(opened)  # a new image, still valid once the file is closed
-        return _to_rgb(img)
+        return to_rgb(img)
     except FacegenError:
         raise
     except FileNotFoundError:
@@ -123,7 +123,7 @@ def square_resize(img: Image.Image, size: int) -> np.ndarray:
     >>> square_resize(Image.new("RGB", (89, 109), (9, 8, 7)), 32)[0, 0].tolist()
     [9, 8, 7]
     """
-    img = _to_rgb(img)
+    img = to_rgb(img)
     square = center_square(img)
     if square.size != (size, size):
         # Crop first, then resize (not resize(box=...)): the filter must not reach past the crop's edge.
@@ -235,7 +235,7 @@ def _draft(img: Image.Image, min_side: int | None) -> None:
     img.draft("RGB", (int(width / scale) + 1, int(height / scale) + 1))
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
     """Any Pillow mode -> RGB; transparency composited on white, 16-bit scaled to 8-bit."""
     mode = img.mode
     if mode == "RGB":

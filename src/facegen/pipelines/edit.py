@@ -1,113 +1,206 @@
-"""Edit photos with a model that encodes and decodes: Fader Networks or the conditional VAE.
+"""Edit photos: the change an editing model asks for, applied to the photo at its own resolution.
 
     >>> from facegen.pipelines import EditPipeline
-    >>> pipe = EditPipeline.from_pretrained("fader")                      # doctest: +SKIP
+    >>> pipe = EditPipeline.from_pretrained("residual")                   # doctest: +SKIP
     >>> out = pipe.edit(["photo.jpg"], request="male=0 young=0.3")      # doctest: +SKIP
     >>> out.images[0].save("edited.png")                                # doctest: +SKIP
     >>> pipe.sweep("photo.jpg", ["male", "smiling"], steps=8).save("strip.png")  # doctest: +SKIP
 
+An edit is a change applied to the photo. The model looks at the photo's
+centre square at its own size (64 px) and gives, for each pixel there, how
+it should change; that change is carried up to the photo's resolution and
+added (`facegen.pipelines.change`). The photo keeps its size, its sharpness
+and every pixel the change does not reach; with nothing asked it comes back
+unchanged, bit for bit. Each kind of model gives the change its own way:
+
+- `residual` (the default): change fields predicted for the photo, one per
+  attribute, weighted by how far each attribute moves (models/residual.py).
+- `fader`, `cvae` (encoder-decoders): difference transfer,
+  decode(z, y') - decode(z, y) with z the photo's code and y its own
+  attributes; what the decoder cannot reconstruct cancels out. With
+  `redraw=True` they give what the 2018 study showed instead: the decode
+  itself, a new drawing of the face at the model's size.
+
 The photo must be a face framed like CelebA's aligned images (eyes level,
-face centred, the centre square holding the head); any size works, its
-centre square is resized to the model's size. Other framings are not
-aligned here yet.
+face centred, the centre square holding the head); `facegen edit --align`
+(pipelines/own_photo.py) frames any photo that way first.
 
 An edit changes the attributes the request names and keeps the photo's own
 values for the rest. Those own values ("source attributes") come from
 CelebA's labels when the photo is a file of a CelebA folder (an
 `img_align_celeba` folder with its attribute file above it), else from the
-attribute classifier, rounded to 0 or 1 like the labels the model was
-trained on. A request that names every attribute needs neither.
-
-The low-level verbs: `z = pipe.encode(x, y)` and `x = pipe.decode(z, y)`,
-with x (B, 3, S, S) in [-1, 1] and y (B, A) in [0, 1]. The fader's encoder
-ignores y; the cVAE's uses it and returns its mean code.
+attribute classifier, rounded to 0 or 1 like the labels the models were
+trained on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from facegen.attributes import EXTRAPOLATE_RANGE, parse_attribute_list, parse_request, resolve_name
 from facegen.errors import FacegenError
+from facegen.pipelines.photo_attributes import ImageLike, PhotoAttributes
 from facegen.pretrained import Pretrained, load_pretrained
 
-EDITORS = ("fader", "cvae")
+EDITORS = ("residual", "fader", "cvae")
+ENCODER_DECODERS = ("fader", "cvae")
 ALIGNMENT_NOTE = "the face must be framed like CelebA's aligned photos (centred, eyes level)"
-ImageLike = str | os.PathLike | Image.Image
+PREPARED_KEPT = 8  # batches of prepared faces kept for the next edit of the same faces (a slider move)
+SWEEP_TILE_MAX = 256  # px: the sweep strip's tiles are the photo's centre square at most this large
 
 
 @dataclass
 class EditOutput:
-    images: list[Image.Image]          # n edited faces, at the model's size
+    images: list[Image.Image]          # n edited photos, each at its own size (model size for tensor input or redraw)
     source_attributes: np.ndarray      # (n, A) each photo's own values
-    target_attributes: np.ndarray      # (n, A) the values decoded with
-    x: torch.Tensor                    # (n, 3, S, S) edited, in [-1, 1]
+    target_attributes: np.ndarray      # (n, A) the values edited to
+    x: torch.Tensor                    # (n, 3, S, S) the edited faces at the model's size, in [-1, 1]
+    change: torch.Tensor               # (n, 3, S, S) what was added at the model's size ([-1, 1] units)
     attribute_names: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)  # per photo: where its own values came from
 
 
-class EditPipeline:
+@dataclass
+class PreparedFaces:
+    """What an edit of these faces needs, computed once (a slider move reuses it).
+
+    x (n, 3, S, S) the faces at the model's size and y (n, A) their own
+    values; then either `fields` (n, A, 3, S, S) of a residual editor, or
+    `code` and `base` = decode(code, y) (n, 3, S, S) of an encoder-decoder.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    fields: torch.Tensor | None = None
+    code: torch.Tensor | None = None
+    base: torch.Tensor | None = None
+
+
+class EditPipeline(PhotoAttributes):
     """Loads an editing model once (and the classifier when first needed); each call edits a batch."""
 
     def __init__(self, pretrained: Pretrained, *, classifier: str | os.PathLike | Pretrained | None = None,
-                 batch_size: int = 64):
+                 batch_size: int = 64, redraw: bool = False):
         if pretrained.kind not in EDITORS:
             raise FacegenError(f"{pretrained.path} is a {pretrained.kind} model, which cannot edit photos; "
-                               f"use a {' or '.join(EDITORS)} model")
+                               f"use a {', '.join(EDITORS[:-1])} or {EDITORS[-1]} model")
         if batch_size < 1:
             raise FacegenError(f"--batch-size must be at least 1, got {batch_size}")
-        self.pretrained, self.kind = pretrained, pretrained.kind
-        self.encoder, self.decoder = pretrained.modules["encoder"], pretrained.modules["decoder"]
+        if redraw and pretrained.kind not in ENCODER_DECODERS:
+            raise FacegenError(f"--redraw needs an encoder-decoder ({' or '.join(ENCODER_DECODERS)}); "
+                               f"a {pretrained.kind} model only changes the photo")
+        super().__init__(pretrained.attribute_names, classifier=classifier, batch_size=batch_size)
+        self.pretrained, self.kind, self.redraw = pretrained, pretrained.kind, redraw
+        self.modules = pretrained.modules
         self.size, self.batch_size = pretrained.size, batch_size
-        self._classifier_spec, self._classifier = classifier, None
-        self._label_tables: dict[Path, tuple[dict[str, int], np.ndarray, list[str], Path] | None] = {}
+        self._prepared: OrderedDict[bytes, PreparedFaces] = OrderedDict()  # the last faces prepared (see prepare)
+        self._lock = threading.Lock()
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike = "fader", *, device: str = "cpu",
-                        classifier: str | os.PathLike | None = None, batch_size: int = 64) -> "EditPipeline":
-        return cls(load_pretrained(name_or_path, device=device), classifier=classifier, batch_size=batch_size)
-
-    @property
-    def attribute_names(self) -> list[str]:
-        return self.pretrained.attribute_names
+    def from_pretrained(cls, name_or_path: str | os.PathLike = "residual", *, device: str = "cpu",
+                        classifier: str | os.PathLike | None = None, batch_size: int = 64,
+                        redraw: bool = False) -> "EditPipeline":
+        return cls(load_pretrained(name_or_path, device=device), classifier=classifier, batch_size=batch_size,
+                   redraw=redraw)
 
     @property
     def device(self) -> torch.device:
-        return next(self.decoder.parameters()).device
-
-    @property
-    def decode_side(self) -> int:
-        """Smallest side a huge JPEG may be decoded at: the cache's rule (`prepare_image`), so pixels match training."""
-        return 8 * self.size
+        return next(next(iter(self.modules.values())).parameters()).device
 
     # ------------------------------------------------------------------ low level
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Images x (B, 3, S, S) in [-1, 1] -> codes. The cVAE needs the photos' own y (B, A) and gives its mean."""
-        x = self._fit(x).to(self.device)
+        """Encoder-decoders: images x (B, 3, S, S) in [-1, 1] -> codes. The cVAE needs the photos' own y and gives its mean."""
+        if self.kind not in ENCODER_DECODERS:
+            raise FacegenError(f"a {self.kind} model has no code to encode into; use prepare() and change()")
+        x = self.fit(x).to(self.device)
         if self.kind == "fader":
-            return self.encoder(x)  # (B, C, 8, 8)
+            return self.modules["encoder"](x)  # (B, C, 8, 8)
         if y is None:
             raise FacegenError("the cVAE encodes a photo together with its own attributes; pass y")
-        mu, _ = self.encoder(x, y.to(self.device, torch.float32))
+        mu, _ = self.modules["encoder"](x, y.to(self.device, torch.float32))
         return mu  # (B, z_dim)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Codes and attributes y (B, A) (any real values) -> images (B, 3, S, S) in [-1, 1]."""
-        return self.decoder(z.to(self.device), y.to(self.device, torch.float32)).clamp(-1, 1)
+        return self.modules["decoder"](z.to(self.device), y.to(self.device, torch.float32)).clamp(-1, 1)
 
-    def _fit(self, x: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def prepare(self, x: torch.Tensor, y_source: torch.Tensor | np.ndarray) -> PreparedFaces:
+        """Faces x (B, 3, S, S) with their own values (B, A): what every later change of them needs.
+
+        The last few results are kept, keyed by the faces' pixels and values:
+        moving a slider on an open photo runs no network, only a weighted sum.
+        """
+        x = self.fit(x).to(self.device)
+        y = torch.as_tensor(np.asarray(y_source, np.float32)).to(self.device)
+        key = hashlib.blake2b(x.cpu().numpy().tobytes() + y.cpu().numpy().tobytes(), digest_size=16).digest()
+        with self._lock:
+            if key in self._prepared:
+                self._prepared.move_to_end(key)
+                return self._prepared[key]
+        if self.kind == "residual":
+            faces = PreparedFaces(x, y, fields=self.modules["editor"](x, y))
+        else:
+            code = self.encode(x, y)
+            faces = PreparedFaces(x, y, code=code, base=self.decode(code, y))
+        with self._lock:
+            self._prepared[key] = faces
+            while len(self._prepared) > PREPARED_KEPT:
+                self._prepared.popitem(last=False)
+        return faces
+
+    @torch.no_grad()
+    def change(self, faces: PreparedFaces, y_target: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """The change (B, 3, S, S) that takes the faces to `y_target` (B, A); exactly 0 where nothing moves."""
+        from facegen.models.residual import apply_fields
+
+        y_target = torch.as_tensor(np.asarray(y_target, np.float32)).to(self.device)
+        if self.kind == "residual":
+            change = apply_fields(faces.fields, faces.y, y_target)
+        elif self.redraw:  # the decode, as a change of the face
+            change = self.decode(faces.code, y_target) - faces.x
+        else:
+            change = self.decode(faces.code, y_target) - faces.base
+        if not self.redraw:
+            moved = (y_target != faces.y).any(dim=1)  # (B,)
+            change = change * moved[:, None, None, None]
+        return change.cpu()
+
+    @torch.no_grad()
+    def apply(self, x: torch.Tensor, y_source: torch.Tensor | np.ndarray,
+              y_target: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Faces x (n, 3, S, S) with own values y_source (n, A) edited to y_target, at the model's size, in batches:
+        the edited faces (n, 3, S, S) in [-1, 1] (with `redraw`, the decodes) and the change that made them."""
+        x = self.fit(x).cpu()
+        y_source = torch.as_tensor(np.asarray(y_source, np.float32))
+        y_target = torch.as_tensor(np.asarray(y_target, np.float32))
+        parts = []
+        for i in range(0, len(x), self.batch_size):
+            faces = self.prepare(x[i:i + self.batch_size], y_source[i:i + self.batch_size])
+            target = y_target[i:i + self.batch_size]
+            parts.append(self.decode(faces.code, target).cpu() if self.redraw else self.change(faces, target))
+        if self.redraw:  # the decodes themselves
+            x_out = torch.cat(parts)
+            return x_out, x_out - x
+        change = torch.cat(parts)
+        return (x + change).clamp(-1, 1), change
+
+    def fit(self, x: torch.Tensor) -> torch.Tensor:
         """A tensor batch at the model's size (centre square, then an antialiased resize)."""
+        import torch.nn.functional as F
+
         assert x.ndim == 4 and x.shape[1] == 3, f"expected images (B, 3, H, W) in [-1, 1], got {tuple(x.shape)}"
         side = min(x.shape[-2:])
         top, left = (x.shape[-2] - side) // 2, (x.shape[-1] - side) // 2
@@ -117,108 +210,24 @@ class EditPipeline:
                               align_corners=False).clamp(-1, 1)
         return x.float()
 
-    # ------------------------------------------------------------------ photos and their attributes
+    # ------------------------------------------------------------------ photos
 
-    def load(self, images: ImageLike | Sequence[ImageLike] | torch.Tensor) -> torch.Tensor:
-        """Photos (paths or PIL images, any size and mode) or a tensor -> x (n, 3, S, S) in [-1, 1]."""
-        from facegen.data import load_image, square_resize, to_tensor
+    def open(self, images: ImageLike | Sequence[ImageLike]) -> list[Image.Image]:
+        """Photos (paths or PIL images, any size and mode) -> upright RGB images at their own size."""
+        from facegen.data import load_image
 
-        if isinstance(images, torch.Tensor):
-            return self._fit(images if images.ndim == 4 else images[None])
         items = [images] if isinstance(images, (str, os.PathLike, Image.Image)) else list(images)
         if not items:
             raise FacegenError("no photos to edit")
-        decoded = [item if isinstance(item, Image.Image) else load_image(item, min_side=self.decode_side)
-                   for item in items]
-        pixels = [square_resize(image, self.size) for image in decoded]  # center_square silences the bomb warning
-        return to_tensor(np.stack(pixels))  # (n, 3, S, S)
+        return [load_image(item) if not isinstance(item, Image.Image) else _rgb(item) for item in items]
 
-    def photo_attributes(self, photos: Sequence[ImageLike] | torch.Tensor,
-                         x: torch.Tensor | None = None) -> tuple[np.ndarray, list[str]]:
-        """Each photo's own values (n, A) and where each row came from ('labels <file>' or 'classifier')."""
-        if isinstance(photos, (str, os.PathLike, Image.Image)):
-            photos = [photos]
-        paths = [] if isinstance(photos, torch.Tensor) else [
-            Path(p) if isinstance(p, (str, os.PathLike)) else None for p in photos]
-        n = x.shape[0] if x is not None else len(paths)
-        y = np.zeros((n, len(self.attribute_names)), np.float32)
-        sources: list[str | None] = [None] * n
-        for i, path in enumerate(paths):
-            found = self._celeba_labels(path) if path is not None else None
-            if found is not None:
-                y[i], sources[i] = found
-        missing = [i for i, source in enumerate(sources) if source is None]
-        if missing:
-            x = self.load(photos) if x is None else x
-            y[missing] = self._classify(x[missing])
-            for i in missing:
-                sources[i] = f"classifier {self._classifier.path}"
-        return y, sources  # type: ignore[return-value]
+    def load(self, images: ImageLike | Sequence[ImageLike] | torch.Tensor) -> torch.Tensor:
+        """Photos or a tensor -> x (n, 3, S, S) in [-1, 1]: the centre square, resized like the training cache."""
+        from facegen.data import square_resize, to_tensor
 
-    def _celeba_labels(self, path: Path) -> tuple[np.ndarray, str] | None:
-        """The photo's row of a CelebA attribute file, when it is a file of a CelebA image folder."""
-        folder = path.resolve().parent
-        if folder not in self._label_tables:
-            self._label_tables[folder] = self._read_labels(folder)
-        table = self._label_tables[folder]
-        if table is None or path.name not in table[0]:
-            return None
-        rows, labels, names, label_file = table
-        return labels[rows[path.name]], f"labels {label_file}"
-
-    def _read_labels(self, folder: Path):
-        from facegen.data import open_dataset
-
-        if "img_align_celeba" not in folder.name:
-            return None
-        for root in (folder.parent, folder.parent.parent, folder.parent.parent.parent):
-            try:
-                dataset = open_dataset(root)
-            except FacegenError:
-                continue
-            if dataset.image_dir.resolve() != folder:
-                continue
-            if not set(self.attribute_names) <= set(dataset.attribute_names):
-                return None
-            columns = [dataset.attribute_names.index(name) for name in self.attribute_names]
-            rows = {name: i for i, name in enumerate(dataset.files) if "/" not in name}
-            return rows, dataset.labels[:, columns].astype(np.float32), self.attribute_names, dataset.label_files[0]
-        return None
-
-    @torch.no_grad()
-    def _classify(self, x: torch.Tensor) -> np.ndarray:
-        """The classifier's decision (0 or 1) on each model attribute, (n, A)."""
-        classifier = self._load_classifier()
-        names = classifier.attribute_names
-        unknown = [name for name in self.attribute_names if name not in names]
-        if unknown:
-            raise FacegenError(f"the classifier {classifier.path} does not know {', '.join(unknown)}; "
-                               "give the photo's own values of those attributes explicitly")
-        network = classifier.modules["classifier"]
-        device = next(network.parameters()).device
-        logits = torch.cat([network(x[i:i + self.batch_size].to(device)).cpu()
-                            for i in range(0, x.shape[0], self.batch_size)])
-        columns = [names.index(name) for name in self.attribute_names]
-        return (logits[:, columns] > 0).float().numpy()
-
-    def _load_classifier(self) -> Pretrained:
-        if self._classifier is None:
-            spec = self._classifier_spec
-            if isinstance(spec, Pretrained):
-                self._classifier = spec
-            else:
-                try:
-                    self._classifier = load_pretrained(spec or "classifier", device=self.device)
-                except FacegenError as error:
-                    if spec:
-                        raise
-                    raise FacegenError("cannot tell this photo's own attribute values: it is not from a CelebA "
-                                       "folder and no attribute classifier is installed; pass --classifier MODEL "
-                                       "or name every attribute's value") from error
-            if self._classifier.kind != "classifier":
-                raise FacegenError(f"{self._classifier.path} is a {self._classifier.kind} model, not an "
-                                   "attribute classifier")
-        return self._classifier
+        if isinstance(images, torch.Tensor):
+            return self.fit(images if images.ndim == 4 else images[None])
+        return to_tensor(np.stack([square_resize(image, self.size) for image in self.open(images)]))
 
     # ------------------------------------------------------------------ edits
 
@@ -244,39 +253,50 @@ class EditPipeline:
     def edit(self, images: ImageLike | Sequence[ImageLike] | torch.Tensor, request=None, *,
              flip: Sequence[str] | str | None = None, source_attributes: np.ndarray | torch.Tensor | None = None,
              extrapolate: bool = False) -> EditOutput:
-        """Edit every photo the same way. Without request and flip: the reconstruction."""
-        from facegen.data import to_pil
+        """Edit every photo the same way. Without request and flip each photo comes back as it was
+        (with `redraw`: the model's reconstruction)."""
+        from facegen.data import square_resize, to_pil, to_tensor
+        from facegen.pipelines.change import apply_change
 
         parsed, flips = self.parse(request, flip, extrapolate)
-        x = self.load(images)
+        photos = None if isinstance(images, torch.Tensor) else self.open(images)
+        x = self.load(images) if photos is None else to_tensor(np.stack([square_resize(p, self.size) for p in photos]))
         n, names = x.shape[0], self.attribute_names
         if source_attributes is not None:
             source = np.asarray(source_attributes, dtype=np.float32).reshape(n, len(names))
             sources = ["given"] * n
-        elif self.kind == "fader" and not flips and set(parsed) == set(names):
-            source, sources = np.full((n, len(names)), np.nan, np.float32), ["not needed"] * n
+        elif (not parsed and not flips and not self.redraw) or (
+                self.redraw and self.kind == "fader" and not flips and set(parsed) == set(names)):
+            # Nothing asked: the photo comes back as it was. A redrawing fader told every value: its encoder
+            # does not take the photo's own.
+            source, sources = np.zeros((n, len(names)), np.float32), ["not needed"] * n
         else:
-            source, sources = self.photo_attributes(images, x)
+            source, sources = self.photo_attributes(images if photos is None else _paths_or(images, photos), x)
         target = self.targets(source, parsed, flips)
-        y_source, y_target = torch.from_numpy(np.nan_to_num(source)), torch.from_numpy(target)
-        parts = [self.decode(self.encode(x[i:i + self.batch_size], y_source[i:i + self.batch_size]),
-                             y_target[i:i + self.batch_size]).cpu() for i in range(0, n, self.batch_size)]
-        x_out = torch.cat(parts)
-        out = to_pil(x_out)
-        return EditOutput(images=out if isinstance(out, list) else [out], source_attributes=source,
-                          target_attributes=target, x=x_out, attribute_names=names, sources=sources)
+        x_out, change = self.apply(x, source, target)
+        if photos is None or self.redraw:
+            out = to_pil(x_out)
+            edited = out if isinstance(out, list) else [out]
+        else:
+            edited = [Image.fromarray(apply_change(np.asarray(photo), delta)) if delta.any() else photo
+                      for photo, delta in zip(photos, change)]
+        return EditOutput(images=edited, source_attributes=source, target_attributes=target, x=x_out,
+                          change=change, attribute_names=names, sources=sources)
 
     def sweep(self, image: ImageLike | torch.Tensor, attributes: str | Sequence[str], steps: int = 8,
               low: float = 0.0, high: float = 1.0, *, source_attributes: np.ndarray | None = None,
-              extrapolate: bool = False) -> Image.Image:
-        """The paper's figure: one face, the photo then `steps` decodes from `low` to `high`, one row per attribute."""
-        from facegen.data import make_grid
+              extrapolate: bool = False, tile_max: int = SWEEP_TILE_MAX) -> Image.Image:
+        """The paper's figure: one face, the photo then `steps` edits from `low` to `high`, one row per attribute.
 
-        names = [resolve_name(a, self.attribute_names)[0] for a in
-                 ([attributes] if isinstance(attributes, str) else attributes)]
-        inverted = [resolve_name(a, self.attribute_names)[1] for a in
-                    ([attributes] if isinstance(attributes, str) else attributes)]
-        if not names:
+        Tiles are the photo's centre square at its own resolution (at most
+        `tile_max` px), or the model's size for a tensor or a redrawing model.
+        """
+        from facegen.data import make_grid, to_tensor
+        from facegen.pipelines.change import apply_change
+
+        listed = [attributes] if isinstance(attributes, str) else list(attributes)
+        resolved = [resolve_name(a, self.attribute_names) for a in listed]
+        if not resolved:
             raise FacegenError("name at least one attribute to sweep, e.g. --attr male")
         if not 2 <= steps <= 64:
             raise FacegenError(f"--steps must be between 2 and 64, got {steps}")
@@ -289,103 +309,37 @@ class EditPipeline:
             source = np.asarray(source_attributes, np.float32).reshape(1, -1)
         else:
             source, _ = self.photo_attributes(image, x)
+        tile = None
+        if not isinstance(image, torch.Tensor) and not self.redraw:
+            from facegen.data import square_resize
+
+            photo = self.open(image)[0]
+            side = min(min(photo.size), tile_max)
+            tile = square_resize(photo, side)  # (T, T, 3) uint8
+        faces = self.prepare(x, source)
         values = np.linspace(low, high, steps, dtype=np.float32)
         rows = []
-        for name, flipped in zip(names, inverted):
+        for name, flipped in resolved:
             target = np.repeat(source, steps, axis=0)
             target[:, self.attribute_names.index(name)] = 1.0 - values if flipped else values
-            z = self.encode(x, torch.from_numpy(source)).repeat_interleave(steps, dim=0)
-            rows += [x, self.decode(z, torch.from_numpy(target)).cpu()]
+            many = PreparedFaces(**{k: (v.expand(steps, *v.shape[1:]) if v is not None else None)
+                                    for k, v in vars(faces).items()})
+            change = self.change(many, target)
+            if tile is None:
+                rows += [x, (x + change).clamp(-1, 1)]
+            else:
+                edited = np.stack([apply_change(tile, delta) for delta in change])
+                rows += [to_tensor(tile[None]), to_tensor(edited)]
         return make_grid(torch.cat(rows), nrow=steps + 1)
 
 
-# ---------------------------------------------------------------------- files (what `facegen edit` does)
+def _rgb(image: Image.Image) -> Image.Image:
+    from facegen.data.images import to_rgb
+
+    return to_rgb(image)
 
 
-def split_tokens(tokens: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """Command-line tokens -> (photo files and folders, request tokens). A token is a photo when it exists
-    on disk or ends like an image; everything else (name=value, a bare name, a .yaml request) is the request."""
-    from facegen.data.celeba import IMAGE_SUFFIXES
-
-    photos, request = [], []
-    for token in tokens:
-        path = Path(token).expanduser()
-        is_request_file = path.suffix.lower() in (".yaml", ".yml", ".json")
-        if not is_request_file and (path.exists() or path.suffix.lower() in IMAGE_SUFFIXES):
-            photos.append(path)
-        else:
-            request.append(token)
-    return photos, request
-
-
-def expand_photos(paths: Sequence[Path]) -> list[Path]:
-    """Files as given; a folder -> the images directly in it, sorted by name."""
-    from facegen.data.celeba import IMAGE_SUFFIXES
-
-    photos: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise FacegenError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            photos += found
-        else:
-            photos.append(path)
-    if not photos:
-        raise FacegenError("no photo given: name image files or folders, e.g. facegen edit photo.jpg male=0 -o out.png")
-    return photos
-
-
-def output_paths(photos: Sequence[Path], *, output: str | None, out_dir: str | None) -> list[Path]:
-    """Where each edited photo goes: `output` for one photo, `out_dir`/<same name> for any number."""
-    from facegen.pipelines.output import IMAGE_SUFFIXES as WRITABLE, check_writable
-
-    if out_dir is None:
-        if len(photos) > 1:
-            raise FacegenError(f"{len(photos)} photos given: write them with --out-dir DIR (one output each), not -o")
-        check_writable(output, None, inputs=list(photos))
-        return [Path(output)]
-    check_writable(None, out_dir, inputs=list(photos))
-    targets = [Path(out_dir) / (p.name if p.suffix.lower() in WRITABLE else p.stem + ".png") for p in photos]
-    seen: dict[Path, Path] = {}
-    for photo, target in zip(photos, targets):
-        if target in seen:
-            raise FacegenError(f"{seen[target]} and {photo} would both be written to {target}; edit them separately")
-        seen[target] = photo
-    return targets
-
-
-def edit_files(pipe: EditPipeline, photos: Sequence[Path], targets: Sequence[Path], request=None, *,
-               flip: Sequence[str] | str | None = None, extrapolate: bool = False,
-               log=print) -> list[tuple[Path, str]]:
-    """Edit photo i into targets[i], in batches. An unreadable photo is reported and skipped; returns the failures."""
-    from facegen.data import load_image
-
-    request, flips = pipe.parse(request, flip, extrapolate)  # a bad request fails before any photo is read
-    failures: list[tuple[Path, str]] = []
-    counts: dict[str, int] = {}
-    for start in range(0, len(photos), pipe.batch_size):
-        batch, images, outs = photos[start:start + pipe.batch_size], [], []
-        for photo, target in zip(batch, targets[start:start + pipe.batch_size]):
-            try:
-                images.append(load_image(photo, min_side=pipe.decode_side))
-                outs.append((photo, target))
-            except FacegenError as error:
-                failures.append((photo, str(error)))
-                if len(photos) > 1:  # one photo: the caller raises the error itself
-                    log(f"skipped {error}")
-        if not images:
-            continue
-        x = pipe.load(images)
-        source = None
-        if pipe.kind == "cvae" or flips or set(request) != set(pipe.attribute_names):
-            source, sources = pipe.photo_attributes([p for p, _ in outs], x)
-            for where in sources:
-                counts[where] = counts.get(where, 0) + 1
-        result = pipe.edit(x, request, flip=flips, source_attributes=source, extrapolate=extrapolate)
-        for image, (_, target) in zip(result.images, outs):
-            image.save(target, **({"quality": 95} if target.suffix.lower() in (".jpg", ".jpeg") else {}))
-    if counts:
-        parts = [f"{where} ({n} photo{'s' * (n > 1)})" for where, n in counts.items()]
-        log("own attribute values from " + "; ".join(parts))
-    return failures
+def _paths_or(images, photos: list[Image.Image]) -> list:
+    """What `photo_attributes` should look up: the paths as given (for CelebA labels), else the opened photos."""
+    items = [images] if isinstance(images, (str, os.PathLike, Image.Image)) else list(images)
+    return items if len(items) == len(photos) else photos

@@ -3,10 +3,12 @@
     facegen edit my_photo.jpg --align male=0 -o out.jpg        # every face found
     facegen edit group.jpg --align --face 1 smiling=1 -o out.jpg
 
-The model sees each face at its own size (64 px for the shipped models); only
-the edit's difference from the model's unedited reconstruction is warped back
-(`paste_back(..., reference=...)`), so the photo keeps its own resolution and
-sharpness and pixels outside the soft face mask are left exactly as they were.
+The model sees each face at its own size (64 px for the shipped models) and
+gives the change the edit asks for there; the change is carried up to the
+aligned square, warped back into the photo and added (`add_change`), so the
+photo keeps its own resolution and sharpness, and every pixel the change does
+not reach is left exactly as it was. With `redraw` (the study's way) the
+model's decode replaces the face inside a soft elliptical mask instead.
 The browser app's Edit a photo tab runs the same `align_faces` and
 `edit_and_paste`, keeping the aligned faces in its session between slider moves.
 """
@@ -56,22 +58,36 @@ def align_faces(image: Image.Image, faces: Sequence[Face]) -> list[AlignedFace]:
 def edit_and_paste(pipe: EditPipeline, image: Image.Image, aligned: Sequence[AlignedFace], x: torch.Tensor,
                    source: np.ndarray, request=None, *, flip=None,
                    extrapolate: bool = False) -> tuple[Image.Image, EditOutput]:
-    """Edit the aligned faces x (n, 3, S, S) with their own values `source` (n, A) and blend each back into `image`.
+    """Edit the aligned faces x (n, 3, S, S) with their own values `source` (n, A) and put each back into `image`.
 
-    Only each edit's difference from the model's unedited reconstruction of
-    the same face is added, inside that face's soft mask: the photo keeps its
-    size and sharpness, and with nothing changed it comes back as it was.
-    Returns the photo and the edit at the model's size (for a preview).
+    Each face's change is added to the photo at its own resolution: the photo
+    keeps its size and sharpness, and with nothing changed it comes back as
+    it was. Returns the photo and the edit at the model's size (for a preview).
     Used by `facegen edit --align` and the app's Edit a photo tab alike.
     """
-    from facegen.align import paste_back
-
     edited = pipe.edit(x, request, flip=flip, source_attributes=source, extrapolate=extrapolate)
-    reconstructed = pipe.edit(x, None, source_attributes=source)  # what the model makes of the face unedited
+    reconstructed = pipe.edit(x, None, source_attributes=source) if pipe.redraw else None
+    return paste_changes(image, aligned, edited, reconstructed), edited
+
+
+def paste_changes(image: Image.Image, aligned: Sequence[AlignedFace], edited: EditOutput,
+                  reconstructed: EditOutput | None = None) -> Image.Image:
+    """Every face's edit (`EditPipeline.edit` of the aligned faces) put back into the photo at its own size.
+
+    With `reconstructed` (a redrawing model's decode of the faces unedited)
+    the difference of the two decodes is pasted inside the soft face mask,
+    as the study's way needs; else each face's change is added as it is.
+    """
+    from facegen.align import paste_back
+    from facegen.pipelines.change import add_change
+
     result = image
-    for face_aligned, after, before in zip(aligned, edited.images, reconstructed.images, strict=True):
-        result = paste_back(result, face_aligned, after, reference=before)
-    return result, edited
+    for i, face_aligned in enumerate(aligned):
+        if reconstructed is not None:
+            result = paste_back(result, face_aligned, edited.images[i], reference=reconstructed.images[i])
+        elif edited.change[i].any():
+            result = add_change(result, face_aligned, edited.change[i])
+    return result
 
 
 def check_align_inputs(photos: list[Path]) -> None:

@@ -53,8 +53,10 @@ def method_class(model: str):
         from facegen.training.fader import FaderMethod as cls
     elif model == "cvae":
         from facegen.training.cvae import CVAEMethod as cls
+    elif model == "residual":
+        from facegen.training.residual import ResidualMethod as cls
     else:
-        raise FacegenError(f"unknown model {model!r}; choose cgan, fader, cvae or classifier")
+        raise FacegenError(f"unknown model {model!r}; choose cgan, fader, cvae, residual or classifier")
     return cls
 
 

@@ -18,9 +18,9 @@ from facegen.errors import FacegenError
 from facegen.pretrained import CONFIG_NAME, SHIPPED_DIR, Pretrained, load_pretrained
 
 GENERATE_KINDS = ("cgan", "cvae")  # models that make faces from attributes and noise
-EDIT_KINDS = ("fader", "cvae")  # models that encode a photo and decode it with new attributes
-# The CLI's defaults first (generate: cgan, edit: fader), so each tab opens on the model its command would use.
-SHIPPED_ORDER = ("cgan", "fader", "cvae", "classifier")
+EDIT_KINDS = ("residual", "fader", "cvae")  # models that give a photo's change for new attributes
+# The CLI's defaults first (generate: cgan, edit: residual), so each tab opens on the model its command would use.
+SHIPPED_ORDER = ("cgan", "residual", "fader", "cvae", "classifier")
 
 
 @dataclass

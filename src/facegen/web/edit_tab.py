@@ -16,7 +16,6 @@ from pathlib import Path
 
 import gradio as gr
 
-from facegen.data import to_pil
 from facegen.errors import FacegenError
 from facegen.web.catalog import Catalog, ModelEntry
 from facegen.web.faces import OutputFolder
@@ -34,7 +33,7 @@ def build_edit_tab(catalog: Catalog, outputs: OutputFolder) -> None:
     entries = catalog.editors
     if not entries:
         gr.Markdown("No model that edits photos is loaded. Start the app with `--model PATH` pointing to a "
-                    "fader or cvae model (e.g. a training run folder).")
+                    "residual, fader or cvae model (e.g. a training run folder).")
         return
     names = Catalog.attribute_union(entries)
     first = entries[0]
@@ -65,7 +64,7 @@ def build_edit_tab(catalog: Catalog, outputs: OutputFolder) -> None:
             result = gr.Image(label="Your photo, edited (at its own size)", type="filepath", interactive=False,
                               visible=False, buttons=["download"], elem_id="edit-result")
             with gr.Row():
-                original = _picture("Original (as the model sees it)", "edit-original")
+                original = _picture("Original", "edit-original")
                 reconstruction = _picture("Reconstruction", "edit-reconstruction")
                 edited = _picture("Edited", "edit-edited")
             note = gr.Markdown(NO_PHOTO, elem_id="edit-note")
@@ -81,16 +80,17 @@ def build_edit_tab(catalog: Catalog, outputs: OutputFolder) -> None:
         source, where = own_attributes(pipe, x, can_classify=can_classify)  # (n, A)
         faces = chosen_faces(opened, face)
         x_face, source_face = x[faces[0]:faces[0] + 1], source[faces[0]]  # the face the pictures show
+        crop = opened.crops[faces[0]]
         own = dict(zip(pipe.attribute_names, source_face))
-        rebuilt = edit_face(pipe, x_face, source_face, own)
-        _, quality = reconstruction_note(x_face, rebuilt)
+        rebuilt = edit_face(pipe, crop, x_face, source_face, own)
+        _, quality = reconstruction_note(crop, rebuilt)
         sweep_attribute = sweep_attribute if sweep_attribute in pipe.attribute_names else pipe.attribute_names[0]
         state = {"photo": opened, "face": face, "model": entry.key, "source": source}
         slider_updates = [gr.update(visible=n in own, **({"value": float(own[n])} if n in own else {})) for n in names]
         slot = outputs.new_slot()
-        shown = outputs.write_png(to_pil(x_face[0]), "photo.png", slot)
-        rebuilt_png = outputs.write_png(to_pil(rebuilt[0]), "reconstruction.png", slot)
-        strip = outputs.write_png(sweep_strip(pipe, x_face, sweep_attribute, source_face), "sweep.png", slot)
+        shown = outputs.write_png(crop, "photo.png", slot)
+        rebuilt_png = outputs.write_png(rebuilt, "reconstruction.png", slot)
+        strip = outputs.write_png(sweep_strip(pipe, crop, sweep_attribute, source_face), "sweep.png", slot)
         whole = (gr.update(value=None, visible=False) if opened.aligned_crop else  # at its own values: the photo
                  gr.update(value=outputs.write_photo(opened.image, _edited_name(opened.name), slot), visible=True))
         choices = [("All faces", ALL_FACES)] + [(f"Face {i}", str(i)) for i in range(len(opened.crops))]
@@ -146,9 +146,9 @@ def build_edit_tab(catalog: Catalog, outputs: OutputFolder) -> None:
     def edit(model_key, state, *values):
         entry, x, source, faces = current(model_key, state)
         chosen = {n: v for n, v in zip(names, values) if n in entry.attribute_names}
-        x_face, whole = edit_photo(entry.editor, state["photo"], x, source, chosen, faces)
+        face_image, whole = edit_photo(entry.editor, state["photo"], x, source, chosen, faces)
         slot = outputs.new_slot()
-        edited_png = outputs.write_png(to_pil(x_face[0]), "edited.png", slot)
+        edited_png = outputs.write_png(face_image, "edited.png", slot)
         if whole is None:
             return edited_png, gr.skip()
         return edited_png, outputs.write_photo(whole, _edited_name(state["photo"].name), slot)
@@ -158,7 +158,7 @@ def build_edit_tab(catalog: Catalog, outputs: OutputFolder) -> None:
         if state is None:
             return None  # the drop-down moved before any photo: nothing to sweep yet
         entry, x, source, faces = current(model_key, state)
-        return outputs.write_png(sweep_strip(entry.editor, x[faces[0]:faces[0] + 1], sweep_attribute,
+        return outputs.write_png(sweep_strip(entry.editor, state["photo"].crops[faces[0]], sweep_attribute,
                                              source[faces[0]]), "sweep.png")
 
     @user_errors
@@ -167,8 +167,8 @@ def build_edit_tab(catalog: Catalog, outputs: OutputFolder) -> None:
         opened = state["photo"]
         own = dict(zip(entry.attribute_names, source[faces[0]]))
         slot = outputs.new_slot()
-        rebuilt = outputs.write_png(to_pil(edit_face(entry.editor, x[faces[0]:faces[0] + 1], source[faces[0]],
-                                                     own)[0]), "edited.png", slot)
+        rebuilt = outputs.write_png(edit_face(entry.editor, opened.crops[faces[0]], x[faces[0]:faces[0] + 1],
+                                              source[faces[0]], own), "edited.png", slot)
         # Every face at its own values: the edit adds nothing, so the photo is the photo as it was.
         whole = gr.skip() if opened.aligned_crop else outputs.write_photo(opened.image, _edited_name(opened.name),
                                                                           slot)

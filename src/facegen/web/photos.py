@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from facegen.data import load_image, square_resize, to_uint8
+from facegen.data import load_image, square_resize
 from facegen.errors import FacegenError
 
 if TYPE_CHECKING:
@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 PHOTO_MAX_PIXELS = 40_000_000  # an upload above this is refused from its header, before decoding (a phone: ~12 MP)
 PHOTO_SIDE = 256  # the square a photo is kept at between requests
-SWEEP_STEPS = 8  # decodes in the sweep strip, from 0 to 1
+SWEEP_STEPS = 8  # edits in the sweep strip, from 0 to 1
+SWEEP_TILE = 128  # px: the side of each of the strip's faces
 # Below this reconstruction PSNR the photo is probably not an aligned face (or not a face at all): the
 # page says so. Aligned CelebA faces reconstruct well above it with the shipped models (docs/app.md).
 POOR_RECONSTRUCTION_DB = 15.0
@@ -176,17 +177,28 @@ def own_attributes(pipe, x: torch.Tensor, *, can_classify: bool) -> tuple[np.nda
     return y, "The sliders start at the face's own attributes as the classifier reads them."
 
 
-def edit_face(pipe, x: torch.Tensor, source: np.ndarray, values: Mapping[str, float]) -> torch.Tensor:
-    """The photo x (1, 3, S, S) decoded with `values` (all the model's attributes) -> (1, 3, S, S)."""
+def face_preview(pipe, crop: Image.Image, edited, i: int = 0) -> Image.Image:
+    """Face i of an `EditPipeline.edit` output shown on its crop: the change added at the crop's resolution
+    (a redrawing model's decode as it is, at the model's size)."""
+    from facegen.pipelines.change import apply_change
+
+    if pipe.redraw:
+        return edited.images[i]
+    return Image.fromarray(apply_change(np.asarray(crop.convert("RGB")), edited.change[i]))
+
+
+def edit_face(pipe, crop: Image.Image, x: torch.Tensor, source: np.ndarray, values: Mapping[str, float]) -> Image.Image:
+    """The face x (1, 3, S, S) (`crop` at the model's size) edited to `values` (all the model's attributes),
+    shown on the crop at its own resolution."""
     out = pipe.edit(x, {name: float(values[name]) for name in pipe.attribute_names},
                     source_attributes=np.asarray(source, np.float32)[None])
-    return out.x
+    return face_preview(pipe, crop, out)
 
 
 def edit_photo(pipe, photo: OpenedPhoto, x: torch.Tensor, source: np.ndarray, values: Mapping[str, float],
-               faces: Sequence[int]) -> tuple[torch.Tensor, Image.Image | None]:
-    """The sliders applied: the first chosen face edited (1, 3, S, S), and the whole photo with every chosen face
-    edited and pasted back at its own size (None for an aligned crop).
+               faces: Sequence[int]) -> tuple[Image.Image, Image.Image | None]:
+    """The sliders applied: the first chosen face edited (on its crop), and the whole photo with every chosen
+    face edited and put back at its own size (None for an aligned crop).
 
     x (n, 3, S, S) and source (n, A) hold every face of the photo. The
     sliders start at the first chosen face's own values: an attribute whose
@@ -196,18 +208,19 @@ def edit_photo(pipe, photo: OpenedPhoto, x: torch.Tensor, source: np.ndarray, va
     from facegen.pipelines.own_photo import edit_and_paste
 
     if photo.aligned_crop:
-        return edit_face(pipe, x, source[0], values), None
+        return edit_face(pipe, photo.crops[0], x, source[0], values), None
     own = dict(zip(pipe.attribute_names, source[faces[0]]))
     request = {name: float(values[name]) for name in pipe.attribute_names if abs(values[name] - own[name]) > 1e-6}
     chosen = list(faces)
     result, edited = edit_and_paste(pipe, photo.image, [photo.faces[i] for i in chosen], x[chosen], source[chosen],
                                     request)
-    return edited.x[:1], result
+    return face_preview(pipe, photo.crops[chosen[0]], edited), result
 
 
-def sweep_strip(pipe, x: torch.Tensor, name: str, source: np.ndarray) -> Image.Image:
-    """The photo, then SWEEP_STEPS decodes with `name` from 0 to 1 and the rest at the photo's own values."""
-    return pipe.sweep(x, name, steps=SWEEP_STEPS, source_attributes=np.asarray(source, np.float32)[None])
+def sweep_strip(pipe, crop: Image.Image, name: str, source: np.ndarray) -> Image.Image:
+    """The face, then SWEEP_STEPS edits with `name` from 0 to 1 and the rest at the face's own values."""
+    return pipe.sweep(crop, name, steps=SWEEP_STEPS, source_attributes=np.asarray(source, np.float32)[None],
+                      tile_max=SWEEP_TILE)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -216,9 +229,13 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
-def reconstruction_note(x: torch.Tensor, reconstruction: torch.Tensor) -> tuple[float, str]:
+def reconstruction_note(crop: Image.Image, reconstruction: Image.Image) -> tuple[float, str]:
     """The reconstruction's PSNR, and a warning when it is so poor that the photo is likely no aligned face."""
-    db = psnr(to_uint8(x[0]), to_uint8(reconstruction[0]))
+    if reconstruction.size != crop.size:  # a redrawing model's decode, at its size: compare at that size
+        crop = crop.resize(reconstruction.size, Image.Resampling.LANCZOS)
+    db = psnr(np.asarray(crop.convert("RGB")), np.asarray(reconstruction.convert("RGB")))
+    if math.isinf(db):
+        return db, "Nothing is changed until a slider moves: the edit is added to the photo itself."
     if db < POOR_RECONSTRUCTION_DB:
         return db, (f"**The model reconstructs this picture poorly ({db:.1f} dB).** It may not be a face, or not "
                     "one framed like CelebA (centred, eyes level, filling the frame); edits will look wrong.")
