@@ -301,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", required=True, help="a shipped model (cgan, fader, cvae) or a model folder")
     evaluate.add_argument("--data", required=True, help="a cache (facegen prepare) at the model's size; its validation split is used")
     evaluate.add_argument("--classifier", default="classifier", help="the attribute classifier that judges (default: shipped)")
-    evaluate.add_argument("--metrics", help="comma list of accuracy,control,fid,edit (default: all the model supports)")
+    evaluate.add_argument("--metrics", help="comma list of accuracy,control,fid,edit (default: all the model supports; "
+                                            "control and fid measure cgan and cvae, edit fader and cvae)")
     evaluate.add_argument("--judge", choices=("plain", "balanced"), default="plain",
                           help="how the classifier decides: plain (default; prob > 0.5) or balanced (its training "
                                "priors taken out; see docs/notes/classifier.md for why it is not the default)")

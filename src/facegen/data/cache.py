@@ -99,7 +99,15 @@ def open_cache(path: str | os.PathLike) -> ImageCache:
     path = Path(path).expanduser()
     if not is_cache(path):
         raise FacegenError(f"{path} is not a facegen cache (no {MANIFEST}); build one with `facegen prepare`")
-    manifest = json.loads((path / MANIFEST).read_text())
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise FacegenError(f"{path}: damaged cache ({MANIFEST} is not readable JSON: {error}); rebuild it with "
+                           "facegen prepare DATA --out PATH --force") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("count"), int) \
+            or not isinstance(manifest.get("size"), int) or not isinstance(manifest.get("attribute_names"), list):
+        raise FacegenError(f"{path}: damaged cache ({MANIFEST} lacks count, size or attribute_names); rebuild it "
+                           "with facegen prepare DATA --out PATH --force")
     redo = f"rebuild it: facegen prepare {manifest.get('source', 'DATA')} --size {manifest.get('size', 64)} " \
            f"--out {path} --force"
     if manifest.get("version") != VERSION:
