@@ -121,15 +121,14 @@ class EditPipeline:
 
     def load(self, images: ImageLike | Sequence[ImageLike] | torch.Tensor) -> torch.Tensor:
         """Photos (paths or PIL images, any size and mode) or a tensor -> x (n, 3, S, S) in [-1, 1]."""
-        from facegen.data import load_image, square_resize, to_tensor
+        from facegen.data import load_photo, square_resize, to_tensor
 
         if isinstance(images, torch.Tensor):
             return self._fit(images if images.ndim == 4 else images[None])
         items = [images] if isinstance(images, (str, os.PathLike, Image.Image)) else list(images)
         if not items:
             raise FacegenError("no photos to edit")
-        decoded = [item if isinstance(item, Image.Image) else load_image(item, min_side=self.decode_side)
-                   for item in items]
+        decoded = [load_photo(item, min_side=self.decode_side) for item in items]
         pixels = [square_resize(image, self.size) for image in decoded]  # center_square silences the bomb warning
         return to_tensor(np.stack(pixels))  # (n, 3, S, S)
 
@@ -359,7 +358,8 @@ def edit_files(pipe: EditPipeline, photos: Sequence[Path], targets: Sequence[Pat
                flip: Sequence[str] | str | None = None, extrapolate: bool = False,
                log=print) -> list[tuple[Path, str]]:
     """Edit photo i into targets[i], in batches. An unreadable photo is reported and skipped; returns the failures."""
-    from facegen.data import load_image
+    from facegen.data import load_photo
+    from facegen.files import save_image
 
     request, flips = pipe.parse(request, flip, extrapolate)  # a bad request fails before any photo is read
     failures: list[tuple[Path, str]] = []
@@ -368,7 +368,7 @@ def edit_files(pipe: EditPipeline, photos: Sequence[Path], targets: Sequence[Pat
         batch, images, outs = photos[start:start + pipe.batch_size], [], []
         for photo, target in zip(batch, targets[start:start + pipe.batch_size]):
             try:
-                images.append(load_image(photo, min_side=pipe.decode_side))
+                images.append(load_photo(photo, min_side=pipe.decode_side))
                 outs.append((photo, target))
             except FacegenError as error:
                 failures.append((photo, str(error)))
@@ -384,7 +384,7 @@ def edit_files(pipe: EditPipeline, photos: Sequence[Path], targets: Sequence[Pat
                 counts[where] = counts.get(where, 0) + 1
         result = pipe.edit(x, request, flip=flips, source_attributes=source, extrapolate=extrapolate)
         for image, (_, target) in zip(result.images, outs):
-            image.save(target, **({"quality": 95} if target.suffix.lower() in (".jpg", ".jpeg") else {}))
+            save_image(image, target)
     if counts:
         parts = [f"{where} ({n} photo{'s' * (n > 1)})" for where, n in counts.items()]
         log("own attribute values from " + "; ".join(parts))
