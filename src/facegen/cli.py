@@ -323,12 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "for photos (repeatable); the shipped models are always offered")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
-    serve.add_argument("--port", type=int_type(1, 65535), default=7860, help="port to listen on (default 7860)")
+    serve.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
     serve.add_argument("--share", action="store_true", help="also publish a temporary public link through Gradio")
-    serve.add_argument("--queue-size", type=int_type(1, 10_000), default=64,
+    serve.add_argument("--queue-size", type=int, default=64,
                        help="requests that may wait; the next one is told the queue is full (default 64)")
-    serve.add_argument("--concurrency", type=int_type(1, 64), default=2, help="model calls at once (default 2)")
-    serve.add_argument("--threads", type=int_type(0, 256), default=1, help="torch threads per model call (default 1)")
+    serve.add_argument("--concurrency", type=int, default=2, help="model calls at once (default 2)")
+    serve.add_argument("--threads", type=int, default=1, help="torch threads per model call (default 1)")
     serve.set_defaults(handler=_cmd_serve)
 
     edit = commands.add_parser("edit", help="change the attributes of face photos (Fader Networks or cVAE)",

@@ -139,8 +139,8 @@ def load_pretrained(name_or_path: str | Path, *, device: str | torch.device = "c
     path = resolve_model_path(name_or_path)
     try:
         config = json.loads((path / CONFIG_NAME).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise FacegenError(f"{path / CONFIG_NAME} is not readable JSON ({error})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise FacegenError(f"{path / CONFIG_NAME} is not readable JSON ({_first_line(error)[:160]})") from None
     config = check_model_config(config, str(path / CONFIG_NAME))  # kinds, types, ranges: before any module exists
     try:
         tensors = load_file(str(path / WEIGHTS_NAME), device="cpu")
