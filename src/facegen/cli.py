@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--n-per-value", type=int_type(1, 10**6), default=200, help="faces per attribute value for control (default 200)")
     evaluate.add_argument("--n-edit", type=int_type(1, 10**7), default=500, help="validation faces to edit (default 500)")
     evaluate.add_argument("--n-identity", type=int_type(0, 10**7), default=100,
-                          help="edited faces per attribute for the dlib identity distance (default 100; ~0.1 s each)")
+                          help="edited faces per attribute for the dlib identity distance (default 100; ~0.1 s each; 0: none)")
     evaluate.add_argument("--seed", type=SEED, default=0)
     evaluate.add_argument("--out", default="runs/eval", help="folder for metrics.jsonl (default runs/eval)")
     evaluate.add_argument("--label", help="the model's name in the records (default: --model)")

@@ -142,12 +142,18 @@ def check_setting(where: str, name: str, value: object, annotation: object, defa
         if name == "augment":
             check_augment(label, value)
         return value
+    if name == "betas" and isinstance(value, (list, tuple)):  # Adam's: two decay rates, each in [0, 1)
+        if len(value) != 2 or not all(is_number(v) and 0.0 <= v < 1.0 for v in value):
+            raise FacegenError(f"{label} must be two numbers in [0, 1), like [0.5, 0.999], got {_show(value)}")
+        return list(value)
     if kinds & {"tuple", "list"} and isinstance(value, (list, tuple)) and 0 < len(value) <= 16 \
             and all(is_number(v) and 0.0 <= v <= 1e6 for v in value):
         return list(value)
     if "any" in kinds:
         return value
-    wanted = " or ".join(sorted(kinds - {"None"})) or "a value"
+    words = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
+             "tuple": "a list of numbers", "list": "a list of numbers"}
+    wanted = " or ".join(dict.fromkeys(words[kind] for kind in sorted(kinds) if kind in words)) or "a value"
     raise FacegenError(f"{label} must be {wanted}, got {_show(value)}")
 
 

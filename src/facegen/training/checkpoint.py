@@ -69,8 +69,10 @@ def _read(path: Path) -> dict:
     except pickle.UnpicklingError as error:
         # torch's own message advises weights_only=False, which would run whatever code the file holds: never.
         found = next((line.strip() for line in str(error).splitlines() if "Unsupported global" in line), "")
+        if not found:  # not a pickle of ours at all: a photo, a cut-off file
+            raise FacegenError(f"{path} is damaged or not a facegen checkpoint (not a torch file)") from None
         raise FacegenError(f"{path} is not a facegen checkpoint: it holds objects other than tensors and plain "
-                           f"values{f' ({found[:120]})' if found else ''}, and facegen never loads code") from None
+                           f"values ({found[:120]}), and facegen never loads code") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
         first = next((line.strip() for line in str(error).splitlines() if line.strip() and "weights_only" not in line),
                      type(error).__name__)

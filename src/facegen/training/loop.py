@@ -136,7 +136,7 @@ def training_loop(
         except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as error:
             detail = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
             raise FacegenError(f"{resume} does not fit the model its own options describe ({detail[:160]}); "
-                               "it is damaged: resume from checkpoints/previous.pt") from None
+                               "it is damaged, or was written by another version of facegen") from None
         start_step, stats = checkpoint["step"], checkpoint["stats"]
     elif init_from:  # the weights (EMA copies included) of another run; this run's own fresh optimizers
         _load_weights(method, load_checkpoint(init_from), init_from)

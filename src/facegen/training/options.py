@@ -12,7 +12,7 @@ from pathlib import Path
 
 from facegen.attributes import parse_attribute_list
 from facegen.errors import FacegenError
-from facegen.files import writable_folder
+from facegen.files import refusal, writable_folder
 from facegen.validation import check_method_options, check_size
 
 # Settings a resumed run may change without changing what it trains.
@@ -87,7 +87,11 @@ def build_options(*, model: str, given: dict, settings: list[str] | None = None)
         if is_cache(options["data"]):
             options["size"] = open_cache(options["data"]).size
     run_dir = Path(options["run_dir"])
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    try:
+        taken = run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir()))
+    except OSError as error:  # a name too long, a folder we may not list
+        raise refusal(run_dir, error, "use") from None
+    if taken:
         raise FacegenError(f"{run_dir} already exists and is not empty; choose another --out, or --resume {run_dir}")
     check_size("--size", options["size"])
     for name in ("steps", "batch_size", "log_every", "sample_every", "checkpoint_every"):
