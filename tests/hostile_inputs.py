@@ -240,7 +240,8 @@ def broken_checkpoints(run: Path, root: Path) -> dict[str, Path]:
     write("ckpt-empty", data=b"")
     write("ckpt-garbage", data=b"\x80\x04garbage" * 10)
     write("ckpt-truncated", data=raw[: len(raw) // 2])
-    write("ckpt-code", data=pickle.dumps(Boom()))
+    write("ckpt-code", good | {"stats": Boom()})  # a torch file whose pickle names a function to call
+    write("ckpt-bare-pickle", data=pickle.dumps(Boom()))
     write("ckpt-list", [1, 2, 3])
     write("ckpt-version", good | {"version": 7})
     write("ckpt-method", good | {"method": "gan"})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -65,12 +66,15 @@ def _read(path: Path) -> dict:
     if not path.is_file():
         raise FacegenError(f"no checkpoint at {path}: give a run folder or its checkpoints/{LAST}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols before refusing them
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         # torch's own message advises weights_only=False, which would run whatever code the file holds: never.
         found = next((line.strip() for line in str(error).splitlines() if "Unsupported global" in line), "")
-        if not found:  # not a pickle of ours at all: a photo, a cut-off file
-            raise FacegenError(f"{path} is damaged or not a facegen checkpoint (not a torch file)") from None
+        if not found:  # not a file torch.save wrote: a photo, a bare pickle, a cut-off file
+            raise FacegenError(f"{path} is damaged or not a facegen checkpoint (not a file torch.save wrote)") from None
+        found = found.replace("WeightsUnpickler error: ", "").split(" was not an allowed")[0]
         raise FacegenError(f"{path} is not a facegen checkpoint: it holds objects other than tensors and plain "
                            f"values ({found[:120]}), and facegen never loads code") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
