@@ -35,11 +35,22 @@ def save_checkpoint(path: str | Path, *, method: str, step: int, options: dict, 
 
     def write(tmp: Path) -> None:
         torch.save(payload, tmp)
-        if path.is_file():  # between these two renames a reader finds previous.pt only, and falls back to it
-            os.replace(path, path.with_name(PREVIOUS))
+        if path.is_file():
+            _keep_as_previous(path)
 
     atomic_write(path, write)
     return path
+
+
+def _keep_as_previous(path: Path) -> None:
+    """previous.pt <- the current last.pt, while last.pt stays in place (a hard link, then an atomic rename)."""
+    previous, link = path.with_name(PREVIOUS), path.with_name(f".{PREVIOUS}.link.tmp")
+    try:
+        link.unlink(missing_ok=True)
+        os.link(path, link)
+        os.replace(link, previous)
+    except OSError:  # no hard links on this file system: for a moment only previous.pt exists, and loading copes
+        os.replace(path, previous)
 
 
 def load_checkpoint(path: str | Path, *, report=None) -> dict:
