@@ -192,7 +192,10 @@ def _run(argv: list, capsys) -> tuple[int | None, str, str | None]:
 
 
 def test_the_hostile_corpus_never_ends_in_a_traceback(world, capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr("facegen.pretrained.SHIPPED_DIR", tmp_path / "no-weights")  # the same on every machine
+    import facegen.web.catalog  # imported now, so that it keeps the real SHIPPED_DIR once this test is over
+
+    for module in ("facegen.pretrained", "facegen.web.catalog"):  # the same on every machine
+        monkeypatch.setattr(f"{module}.SHIPPED_DIR", tmp_path / "no-weights")
     monkeypatch.chdir(tmp_path)
     cases = corpus(world)
     assert len(cases) >= 150 and len({name for name, _, _ in cases}) == len(cases)

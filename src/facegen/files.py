@@ -66,9 +66,21 @@ def save_image(image, target: str | os.PathLike) -> Path:
     return guarded_write(target, lambda tmp: image.save(tmp, format=form, **extra))
 
 
-def writable_folder(folder: str | os.PathLike, what: str = "output folder") -> Path:
-    """Create `folder` if needed and prove that a file can be written in it, before any slow work."""
+def writable_folder(folder: str | os.PathLike, what: str = "output folder", *, keep: bool = True) -> Path:
+    """Create `folder` if needed and prove that a file can be written in it, before any slow work.
+    With `keep=False` the folders this made are removed again (a check that leaves nothing behind)."""
     folder = Path(folder)
+    try:
+        made = [p for p in (folder, *folder.parents) if not p.exists()]
+        _make_writable(folder, what)
+        for path in made if not keep else []:  # deepest first
+            path.rmdir()
+    except OSError as error:
+        raise refusal(folder, error, "write into") from None
+    return folder
+
+
+def _make_writable(folder: Path, what: str) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if not folder.is_dir():
@@ -78,9 +90,6 @@ def writable_folder(folder: str | os.PathLike, what: str = "output folder") -> P
         os.unlink(probe)
     except FileExistsError:
         raise FacegenError(f"{what} {folder} is a file (or lies inside one); give a folder") from None
-    except OSError as error:
-        raise refusal(folder, error, "write into") from None
-    return folder
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:

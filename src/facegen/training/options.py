@@ -101,7 +101,7 @@ def build_options(*, model: str, given: dict, settings: list[str] | None = None)
     options["method_options"] = parse_settings(settings, method_cls) | options.get("method_options", {})
     _check_settings(method_cls, options)
     options = _check_devices(options)
-    writable_folder(run_dir, "--out")  # a name too long or a folder the system refuses: now, not after the data is read
+    writable_folder(run_dir, "--out", keep=False)  # a name too long or a folder the system refuses: now, not after the data is read
     return options
 
 

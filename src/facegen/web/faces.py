@@ -58,10 +58,13 @@ def whole_number(value: object, what: str, low: int, high: int) -> int:
     >>> whole_number(7.0, "the seed", 0, 10)
     7
     """
-    try:
-        number = int(value) if float(value) == int(value) else None  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        number = None
+    number = value if isinstance(value, int) and not isinstance(value, bool) else None
+    if number is None and not isinstance(value, bool):
+        try:
+            as_float = float(value)  # type: ignore[arg-type]
+            number = int(as_float) if as_float.is_integer() else None  # nan, inf and 1.5 are not
+        except (TypeError, ValueError, OverflowError):
+            number = None
     if number is None or not low <= number <= high:
         raise FacegenError(f"{what} must be a whole number between {low} and {high}, got {str(value)[:40]}")
     return number
