@@ -28,8 +28,12 @@ SEED_OVERFLOW = "1180591620717411303424"
 def world(tmp_path_factory, tiny_cache):
     from facegen.cli import main
 
+    from facegen.data import prepare_cache
+
     root = tmp_path_factory.mktemp("hostile")
     models = make_models(root / "models")
+    for name, source, size in (("cache32", "official", 32), ("custom16", "custom", 16)):  # wrong size; no Young
+        prepare_cache(FIXTURES / source, size=size, out=root / name, workers=1, progress=False)
     run = root / "run"
     assert main(["train", "cgan", "--data", str(tiny_cache), "--out", str(run), "--attrs", "young,male",
                  "--steps", "2", "--batch-size", "4", "--checkpoint-every", "1", "--no-progress", "--threads", "1",
@@ -117,6 +121,11 @@ def corpus(w) -> list[tuple[str, list, int]]:
         add(f"evaluate-cgan{flag}-{value[:10]}", [*ev, "--model", m["cgan"], flag, value])
     add("evaluate-fader-metrics-fid", [*ev, "--model", m["fader"], "--metrics", "fid"])
     add("evaluate-fader-metrics-control", [*ev, "--model", m["fader"], "--metrics", "control"])
+    add("evaluate-cache-wrong-size", ["evaluate", "--model", m["cgan"], "--data", root / "cache32", *ev[3:]])
+    add("evaluate-fader-cache-wrong-size", ["evaluate", "--model", m["fader"], "--data", root / "cache32", *ev[3:]])
+    add("evaluate-cache-without-attributes", ["evaluate", "--model", m["cgan"], "--data", root / "custom16", *ev[3:]])
+    add("train-cache-without-attributes", [*new[:2], "--data", root / "custom16", *new[4:], "--out", out / "tc"])
+    add("generate-resume-as-model", [*gen[:1], "--model", run / "checkpoints" / "last.pt", "-o", out / "g.png"])
     add("evaluate-cache-missing", ["evaluate", "--model", m["cgan"], "--data", root / "nocache", *ev[3:]])
     add("evaluate-cache-is-photo", ["evaluate", "--model", m["cgan"], "--data", GOOD_PHOTO, *ev[3:]])
     for flag, value in [("--steps", "1"), ("--steps", "65"), ("--steps", "abc"), ("--low", "nan"),
