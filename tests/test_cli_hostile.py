@@ -243,3 +243,14 @@ def test_no_traceback_reaches_the_terminal(world, case, tmp_path):
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and "pwned" not in done.stdout + done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("facegen: error: "), done.stderr
+
+
+def test_the_validation_and_registry_doctests_run():
+    import doctest
+
+    from facegen import validation
+    from facegen.metrics import registry
+
+    for module in (validation, registry):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from facegen.errors import FacegenError
 
 MAX_SEED = 2**63 - 1         # what torch, numpy and every seed derived from it accept
-MAX_SIZE = 1024              # image side in pixels
+MIN_SIZE, MAX_SIZE = 16, 1024  # image side in pixels
 MAX_WIDTH = 4096             # channels, latent dimensions, hidden units of any one layer
 MAX_ATTRIBUTES = 1024        # attributes a model may condition on
 MAX_COUNT = 10**9            # steps, images, intervals
@@ -61,7 +61,7 @@ def check_number(name: str, value: object, low: float = -math.inf, high: float =
     return float(value)
 
 
-def check_size(name: str, value: object, low: int = 16) -> int:
+def check_size(name: str, value: object, low: int = MIN_SIZE) -> int:
     if not is_int(value) or value < low or value > MAX_SIZE or value & (value - 1):
         raise FacegenError(f"{name} must be a power of two between {low} and {MAX_SIZE} (64, 128, 256), "
                            f"got {_show(value)}")

@@ -37,10 +37,10 @@ from facegen.data.images import MAX_PIXELS
 from facegen.data.rows import LabelledRows
 from facegen.data.tables import SPLITS
 from facegen.errors import FacegenError
+from facegen.validation import MAX_SIZE, MIN_SIZE  # the one place image sides are bounded
 
 FORMAT = "facegen-cache"
 VERSION = 1  # bump when the files or the decode-crop-resize change; old caches then rebuild
-MIN_SIZE, MAX_SIZE = 16, 1024
 MANIFEST = "manifest.json"
 CACHE_FILES = ("images.npy", "labels.npy", "split.npy", "files.txt", MANIFEST)
 _BUILDING = ".building"  # marker inside a temporary folder: "a prepare run (pid inside) owns this"
