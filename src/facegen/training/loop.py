@@ -12,6 +12,7 @@ run folder and calls `training_loop(**options)`. A run folder holds:
       tensorboard/            the same scalars for TensorBoard
       samples/step-000500.png fixed-noise, fixed-attribute sample grids
       checkpoints/last.pt     full resume state (atomic; weights_only loadable)
+      checkpoints/previous.pt the one before it, resumed from when last.pt is damaged
       model/                  the exported inference model (config.json + model.safetensors)
 
 On several devices or machines (docs/scaling.md) every process runs this same
