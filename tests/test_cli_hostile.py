@@ -162,6 +162,10 @@ def corpus(w) -> list[tuple[str, list, int]]:
         add(f"edit-out-dir-{name}", [*edit, mine, "male=1", "--out-dir", folder])
         add(f"evaluate-out-{name}", [*ev[:-2], "--model", m["cgan"], "--metrics", "accuracy", "--out", folder])
         add(f"train-out-{name}", [*new, "--out", folder])
+        add(f"prepare-out-{name}", ["prepare", FIXTURES / "official", "--size", 16, "--quiet", "--out", folder])
+    add("prepare-out-name-fits-but-not-its-temporary", ["prepare", FIXTURES / "official", "--size", 16, "--quiet",
+                                                        "--out", out / ("p" * 250)])
+    add("prepare-out-sys", ["prepare", FIXTURES / "official", "--size", 16, "--quiet", "--out", "/sys/facegen"])
     add("edit-o-is-input", [*edit, mine, "male=1", "-o", mine])
     add("edit-out-dir-holds-input", [*edit, mine, "male=1", "--out-dir", mine.parent])
     add("train-out-holds-photos", [*new, "--out", mine.parent])

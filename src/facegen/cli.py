@@ -85,8 +85,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from facegen.attributes import format_request
     from facegen.data import make_grid
     from facegen.pipelines.generate import GenerationPipeline
-    from facegen.files import guarded_write, save_image
-    from facegen.pipelines.output import check_name, check_writable
+    from facegen.files import check_name, guarded_write, save_image
+    from facegen.pipelines.output import check_writable
 
     check_writable(args.output if not args.out_dir else None, args.out_dir)
     if not args.out_dir:

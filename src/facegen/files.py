@@ -92,6 +92,22 @@ def _make_writable(folder: Path, what: str) -> None:
         raise FacegenError(f"{what} {folder} is a file (or lies inside one); give a folder") from None
 
 
+def check_name(path: str | os.PathLike, *, reserve: int = 0) -> None:
+    """A file name the system can hold (255 bytes on most), with `reserve` bytes to spare for a temporary
+    sibling's longer name; refused before any work rather than after it."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        limit = os.pathconf(folder if folder.is_dir() else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    size = len(os.fsencode(path.name))
+    if size + reserve > limit:
+        raise FacegenError(f"cannot write {path.name[:40]}...: the name is {size} bytes; the system allows "
+                           f"{limit}{f' (less {reserve} for a temporary copy beside it)' if reserve else ''}; "
+                           "choose a shorter name")
+
+
 def append_line(path: str | os.PathLike, line: str) -> None:
     """Append one line (a log row), guarded."""
     try:

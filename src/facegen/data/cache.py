@@ -37,6 +37,7 @@ from facegen.data.images import MAX_PIXELS
 from facegen.data.rows import LabelledRows
 from facegen.data.tables import SPLITS
 from facegen.errors import FacegenError
+from facegen.files import check_name, refusal, writable_folder
 from facegen.validation import MAX_SIZE, MIN_SIZE  # the one place image sides are bounded
 
 FORMAT = "facegen-cache"
@@ -245,7 +246,17 @@ def _build(dataset: Dataset, size: int, temp: Path, workers: int, progress: bool
 
 
 def _check_out(out: Path) -> None:
-    """`out` must be absent, empty, or a facegen cache: a user's other folder is never replaced."""
+    """`out` must be absent, empty, or a facegen cache: a user's other folder is never replaced. Its name must
+    leave room for the temporary sibling it is built in, and its parent must take new files."""
+    try:
+        check_name(out, reserve=len(f"..partial-{2**22}"))
+        writable_folder(out.parent, "--out")
+        _check_existing(out)
+    except OSError as error:
+        raise refusal(out, error) from None
+
+
+def _check_existing(out: Path) -> None:
     if out.is_file():
         raise FacegenError(f"--out {out} is a file; name a folder for the cache")
     if out.is_dir() and not is_cache(out) and any(out.iterdir()):

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from facegen.errors import FacegenError
-from facegen.files import refusal, writable_folder
+from facegen.files import check_name, refusal, writable_folder
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -42,15 +42,3 @@ def _check_writable(output, out_dir, inputs) -> None:
         if folder.resolve() in {p.parent for p in protected}:
             raise FacegenError(f"--out-dir {folder} holds the input photos; choose another folder so none is overwritten")
 
-
-def check_name(path: str | os.PathLike) -> None:
-    """A file name the system can hold (255 bytes on most), refused before any work rather than after it."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        limit = os.pathconf(folder if folder.is_dir() else ".", "PC_NAME_MAX")
-    except (OSError, ValueError):
-        limit = 255
-    if len(os.fsencode(path.name)) > limit:
-        raise FacegenError(f"cannot write {path.name[:40]}...: the file name is {len(os.fsencode(path.name))} bytes, "
-                           f"longer than the {limit} the system allows; choose a shorter name")

@@ -358,8 +358,11 @@ def _save_samples(method, fixed: FixedBatch, path: Path, rank: int) -> None:
 
     images, columns = method.sample_grid(fixed)
     tmp = path.with_suffix(".tmp.png")
-    make_grid(images, nrow=columns).save(tmp)
-    os.replace(tmp, path)
+    try:
+        make_grid(images, nrow=columns).save(tmp)
+        os.replace(tmp, path)
+    except OSError as error:  # the disk filled or the folder went away mid-run
+        raise refusal(path, error) from None
 
 
 def _progress_bar(start: int, total: int, *, enabled: bool):
