@@ -95,7 +95,7 @@ def test_api_edit_a_sample_then_move_a_slider(server, client):
     shown = client.predict(fader, gradio_client.handle_file(str(sample_paths()[0])), True, "Smiling",
                            api_name="/open_photo")
     original, reconstruction, edited, note = shown[:4]
-    assert _pixels(original).shape == (16, 16, 3) and "celeba-" in note and "dB" in note
+    assert _pixels(original).shape == (256, 256, 3) and "celeba-" in note  # the crop at its own size
     own = _slider_values(shown)
     assert set(own) <= {0.0, 1.0}  # the tiny classifier's reading
     flipped, whole = client.predict(fader, *[own[0], 1.0 - own[1], own[2]], api_name="/edit")
@@ -110,13 +110,13 @@ def test_api_an_ordinary_photo_comes_back_edited_at_its_own_size(server, tmp_pat
     fader, path = server[1]["fader"], photo_with_one_face(tmp_path)
     shown = client.predict(fader, gradio_client.handle_file(str(path)), False, "Smiling", api_name="/open_photo")
     original, note, whole = shown[0], shown[3], _value(shown[6])
-    assert _pixels(original).shape == (16, 16, 3) and "holiday.png: 1 face found." in note
+    assert _pixels(original).shape == (256, 256, 3) and "holiday.png: 1 face found." in note
     assert np.array_equal(_pixels(whole), _pixels(path))  # at the face's own values: the photo as it was
     own = _slider_values(shown)
     _, edited = client.predict(fader, *[own[0], 1.0 - own[1], own[2]], api_name="/edit")
     assert Path(edited).name == "holiday-edited.png" and _pixels(edited).shape == (320, 420, 3)
     changed = np.any(_pixels(edited) != _pixels(path), axis=-1)
-    assert 0 < changed.mean() < 0.3 and not changed[:, :150].any()  # the face, right of centre, and nothing else
+    assert 0 < changed.mean() < 0.7 and not changed[:, :100].any()  # the face, right of centre, and nothing else
 
 
 @needs_dlib
@@ -132,7 +132,7 @@ def test_api_choose_one_of_two_faces(server, tmp_path):
     own = _slider_values(shown)
     _, edited = client.predict(fader, *[own[0], 1.0 - own[1], own[2]], api_name="/edit")
     changed = np.any(_pixels(edited) != _pixels(tmp_path / "pair.png"), axis=-1)
-    assert changed[:, 220:].any() and not changed[:, :220].any()  # the right-hand face only
+    assert changed[:, 240:].any() and not changed[:, :200].any()  # the right-hand face only (left one: x 20-198)
 
 
 def test_api_bad_uploads_come_back_as_readable_messages(server, client, tmp_path):

@@ -149,7 +149,7 @@ def _read_request_file(path: Path) -> list[tuple[str, object]]:
     try:
         text = path.read_text(encoding="utf-8")
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as error:
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError, RecursionError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise FacegenError(f"cannot read request file {str(path)!r}: {first_line}") from None
     if data is None:  # an empty YAML file is an empty request

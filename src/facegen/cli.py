@@ -18,6 +18,7 @@ import sys
 
 from facegen import __version__
 from facegen.errors import FacegenError
+from facegen.validation import MAX_COUNT, MAX_SIZE, SEED, float_type, int_type
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,9 +85,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from facegen.attributes import format_request
     from facegen.data import make_grid
     from facegen.pipelines.generate import GenerationPipeline
+    from facegen.files import check_name, guarded_write, save_image
     from facegen.pipelines.output import check_writable
 
     check_writable(args.output if not args.out_dir else None, args.out_dir)
+    if not args.out_dir:
+        check_name(_sidecar(args.output))
     pipe = GenerationPipeline.from_pretrained(args.model)
     request = list(args.attributes) + ([args.attributes_file] if args.attributes_file else [])
     out = pipe(request, n=args.n, generator=torch.Generator().manual_seed(args.seed), extrapolate=args.extrapolate)
@@ -97,16 +101,17 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
         folder = Path(args.out_dir)
         for i, image in enumerate(out.images):
-            image.save(folder / f"face-{i:04d}.png")
+            save_image(image, folder / f"face-{i:04d}.png")
         sidecar = folder / "attributes.json"
         where = f"{len(out.images)} faces in {folder}/"
     else:
         columns = args.nrow or min(8, args.n)
-        make_grid(out.x, nrow=columns).save(args.output)
+        save_image(make_grid(out.x, nrow=columns), args.output)
         sidecar = _sidecar(args.output)
         where = f"a grid of {len(out.images)} faces in {args.output}"
-    sidecar.write_text(json.dumps({"model": str(pipe.pretrained.path), "seed": args.seed, "request": out.request,
-                                   "faces": records}, indent=1) + "\n")
+    text = json.dumps({"model": str(pipe.pretrained.path), "seed": args.seed, "request": out.request,
+                       "faces": records}, indent=1) + "\n"
+    guarded_write(sidecar, lambda tmp: tmp.write_text(text))
     print(f"wrote {where} ({format_request(out.request) or 'no attributes named'}; "
           f"the values of every face are in {sidecar})")
     return 0
@@ -206,6 +211,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from facegen.attributes import parse_attribute_list
+    from facegen.files import save_image
     from facegen.pipelines.edit import ALIGNMENT_NOTE, EditPipeline
     from facegen.pipelines.output import check_writable
 
@@ -216,7 +222,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     source, where = pipe.photo_attributes(args.photo)
     grid = pipe.sweep(args.photo, names, steps=args.steps, low=args.low, high=args.high, extrapolate=args.extrapolate,
                       source_attributes=source)
-    grid.save(args.output)
+    save_image(grid, args.output)
     print(f"facegen: own attribute values from {where[0]}", file=sys.stderr)
     print(f"wrote {args.output}: {len(names)} row(s) of the photo then {args.steps} steps from {args.low:g} to "
           f"{args.high:g} ({ALIGNMENT_NOTE})")
@@ -242,9 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     prepare = commands.add_parser("prepare", help="decode, crop and resize a data set once into a cache for training")
     prepare.add_argument("data", help="a CelebA folder (any of its layouts) or a custom image folder with a CSV")
-    prepare.add_argument("--size", type=int, default=64, help="side of the square images in pixels (default 64)")
+    prepare.add_argument("--size", type=int_type(1, MAX_SIZE), default=64, help="side of the square images in pixels (default 64)")
     prepare.add_argument("--out", required=True, help="folder for the cache")
-    prepare.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
+    prepare.add_argument("--workers", type=int_type(1, 1024), default=None, help="decoding processes (default: all cores)")
     prepare.add_argument("--force", action="store_true", help="rebuild even if a valid cache for this input exists")
     prepare.add_argument("--quiet", action="store_true", help="no progress bar")
     prepare.set_defaults(handler=_cmd_prepare)
@@ -258,25 +264,25 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init-from", metavar="RUN",
                        help="start a new run from another run's weights (same model and sizes; fresh optimizers, "
                             "step 0, this run's --set settings): fine-tuning with changed loss weights")
-    train.add_argument("--size", type=int, help="image side in pixels (default 64)")
-    train.add_argument("--steps", type=int, help="total training steps (default 5000)")
-    train.add_argument("--batch-size", type=int, help="images per step over all devices (default 64)")
-    train.add_argument("--seed", type=int, help="seed of initialisation, data order and noise (default 0)")
+    train.add_argument("--size", type=int_type(1, MAX_SIZE), help="image side in pixels (default 64)")
+    train.add_argument("--steps", type=int_type(1, MAX_COUNT), help="total training steps (default 5000)")
+    train.add_argument("--batch-size", type=int_type(1, 65536), help="images per step over all devices (default 64)")
+    train.add_argument("--seed", type=SEED, help="seed of initialisation, data order and noise (default 0)")
     train.add_argument("--preset", choices=("default", "study2018"), help="cgan only: the architecture and loss")
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="a setting of the model's recipe, e.g. --set lr_g=1e-4 (repeatable)")
-    train.add_argument("--log-every", type=int, help="steps between log lines (default 50)")
-    train.add_argument("--sample-every", type=int, help="steps between sample grids (default 500)")
-    train.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 500)")
-    train.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this many minutes")
+    train.add_argument("--log-every", type=int_type(1, MAX_COUNT), help="steps between log lines (default 50)")
+    train.add_argument("--sample-every", type=int_type(1, MAX_COUNT), help="steps between sample grids (default 500)")
+    train.add_argument("--checkpoint-every", type=int_type(1, MAX_COUNT), help="steps between checkpoints (default 500)")
+    train.add_argument("--max-minutes", type=float_type(0, 1e7, open_low=True), help="stop with a checkpoint after this many minutes")
     scale = train.add_argument_group("devices (Lightning Fabric; see docs/scaling.md)")
     scale.add_argument("--accelerator", help="cpu, cuda, mps or auto (default auto)")
     scale.add_argument("--devices", help="devices (processes) per node: a number, a list like 0,1 or auto (default 1); "
                                          "with more than one, facegen starts the other processes itself")
-    scale.add_argument("--num-nodes", type=int, help="machines, when launched by torchrun, fabric run or srun (default 1)")
+    scale.add_argument("--num-nodes", type=int_type(1, 1024), help="machines, when launched by torchrun, fabric run or srun (default 1)")
     scale.add_argument("--strategy", help="auto or ddp (default auto, which is ddp on several devices)")
     scale.add_argument("--precision", help="32-true, bf16-mixed or 16-mixed (GPU only) (default 32-true)")
-    scale.add_argument("--threads", type=int, help="CPU threads per process")
+    scale.add_argument("--threads", type=int_type(1, 256), help="CPU threads per process")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(handler=_cmd_train)
 
@@ -286,10 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--attributes-file", help="a YAML or JSON file of name: value pairs")
     generate.add_argument("--model", default="cgan", help="a shipped model (cgan, cvae) or a model folder (default cgan)")
     generate.add_argument("-n", type=int, default=16, help="number of faces (default 16)")
-    generate.add_argument("--seed", type=int, default=0, help="the same seed gives the same faces (default 0)")
+    generate.add_argument("--seed", type=SEED, default=0, help="the same seed gives the same faces (default 0)")
     generate.add_argument("-o", "--output", default="faces.png", help="grid image to write (default faces.png)")
     generate.add_argument("--out-dir", help="write one PNG per face into this folder instead of a grid")
-    generate.add_argument("--nrow", type=int, help="faces per row of the grid (default 8)")
+    generate.add_argument("--nrow", type=int_type(1, MAX_COUNT), help="faces per row of the grid (default 8)")
     generate.add_argument("--extrapolate", action="store_true", help="allow values beyond [0, 1] (up to -3..4)")
     generate.set_defaults(handler=_cmd_generate)
 
@@ -297,19 +303,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", required=True, help="a shipped model (cgan, fader, cvae) or a model folder")
     evaluate.add_argument("--data", required=True, help="a cache (facegen prepare) at the model's size; its validation split is used")
     evaluate.add_argument("--classifier", default="classifier", help="the attribute classifier that judges (default: shipped)")
-    evaluate.add_argument("--metrics", help="comma list of accuracy,control,fid,edit (default: all the model supports)")
+    evaluate.add_argument("--metrics", help="comma list of accuracy,control,fid,edit (default: all the model supports; "
+                                            "control and fid measure cgan and cvae, edit fader and cvae)")
     evaluate.add_argument("--judge", choices=("plain", "balanced"), default="plain",
                           help="how the classifier decides: plain (default; prob > 0.5) or balanced (its training "
                                "priors taken out; see docs/notes/classifier.md for why it is not the default)")
     evaluate.add_argument("--redraw", action="store_true",
                           help="fader or cvae: measure the model's own decodes (and their reconstruction) instead "
                                "of the changes they apply to a photo")
-    evaluate.add_argument("--n-fid", type=int, default=2000, help="generated faces for FID/KID (default 2000)")
-    evaluate.add_argument("--n-per-value", type=int, default=200, help="faces per attribute value for control (default 200)")
-    evaluate.add_argument("--n-edit", type=int, default=500, help="validation faces to edit (default 500)")
-    evaluate.add_argument("--n-identity", type=int, default=100,
-                          help="edited faces per attribute for the dlib identity distance (default 100; ~0.1 s each)")
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--n-fid", type=int_type(2, 10**6), default=2000, help="generated faces for FID/KID (default 2000)")
+    evaluate.add_argument("--n-per-value", type=int_type(1, 10**6), default=200, help="faces per attribute value for control (default 200)")
+    evaluate.add_argument("--n-edit", type=int_type(1, 10**7), default=500, help="validation faces to edit (default 500)")
+    evaluate.add_argument("--n-identity", type=int_type(0, 10**7), default=100,
+                          help="edited faces per attribute for the dlib identity distance (default 100; ~0.1 s each; 0: none)")
+    evaluate.add_argument("--seed", type=SEED, default=0)
     evaluate.add_argument("--out", default="runs/eval", help="folder for metrics.jsonl (default runs/eval)")
     evaluate.add_argument("--label", help="the model's name in the records (default: --model)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -349,11 +356,11 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--classifier", help="attribute classifier that reads a photo's own values (default: shipped)")
     edit.add_argument("-o", "--output", default="edited.png", help="output image for one photo (default edited.png)")
     edit.add_argument("--out-dir", help="folder for many photos: one output per input, same file name")
-    edit.add_argument("--batch-size", type=int, default=64, help="photos per batch (default 64)")
+    edit.add_argument("--batch-size", type=int_type(1, 4096), default=64, help="photos per batch (default 64)")
     edit.add_argument("--extrapolate", action="store_true", help="allow values beyond [0, 1] (up to -3..4)")
     edit.add_argument("--align", action="store_true",
                       help="any photo: find the faces (dlib), align each like CelebA, edit, paste back at full size")
-    edit.add_argument("--face", type=int, help="with --align: only face N (0 = leftmost; default all)")
+    edit.add_argument("--face", type=int_type(0, 10_000), help="with --align: only face N (0 = leftmost; default all)")
     edit.add_argument("--detector", choices=("hog", "cnn"), default="hog",
                       help="with --align: dlib's fast HOG detector or its slower, more thorough CNN (default hog)")
     edit.set_defaults(handler=_cmd_edit)
@@ -365,9 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("photo", help="a face photo in CelebA framing")
     sweep.add_argument("--attr", action="append", required=True, metavar="ATTR",
                        help="attribute to sweep, e.g. --attr male --attr smiling or --attr male,smiling")
-    sweep.add_argument("--steps", type=int, default=8, help="edits per row (default 8)")
-    sweep.add_argument("--low", type=float, default=0.0, help="first value (default 0)")
-    sweep.add_argument("--high", type=float, default=1.0, help="last value (default 1)")
+    sweep.add_argument("--steps", type=int_type(2, 64), default=8, help="edits per row (default 8)")
+    sweep.add_argument("--low", type=float_type(-1e6, 1e6), default=0.0, help="first value (default 0)")
+    sweep.add_argument("--high", type=float_type(-1e6, 1e6), default=1.0, help="last value (default 1)")
     sweep.add_argument("--model", default="residual",
                        help="a shipped model (residual, fader, cvae) or a model folder (default residual)")
     sweep.add_argument("--redraw", action="store_true", help="fader or cvae: show the model's decodes (see edit --redraw)")

@@ -27,6 +27,7 @@ from facegen import __version__
 from facegen.attributes import AttributePrior
 from facegen.errors import FacegenError
 from facegen.files import atomic_write
+from facegen.validation import check_model_config
 
 FORMAT = "facegen-model"
 FORMAT_VERSION = 1
@@ -142,12 +143,9 @@ def load_pretrained(name_or_path: str | Path, *, device: str | torch.device = "c
     path = resolve_model_path(name_or_path)
     try:
         config = json.loads((path / CONFIG_NAME).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise FacegenError(f"{path / CONFIG_NAME} is not readable JSON ({error})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise FacegenError(f"{path / CONFIG_NAME} is not a facegen model config (no \"format\": \"{FORMAT}\")")
-    if config.get("format_version", 0) > FORMAT_VERSION:
-        raise FacegenError(f"{path} was written by a newer facegen (format {config['format_version']}); upgrade facegen")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise FacegenError(f"{path / CONFIG_NAME} is not readable JSON ({_first_line(error)[:160]})") from None
+    config = check_model_config(config, str(path / CONFIG_NAME))  # kinds, types, ranges: before any module exists
     try:
         tensors = load_file(str(path / WEIGHTS_NAME), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
@@ -158,7 +156,8 @@ def load_pretrained(name_or_path: str | Path, *, device: str | torch.device = "c
         if name not in config.get("modules", {}):
             raise FacegenError(f"{path / CONFIG_NAME} has no settings for the {name} of a {config['model']} model")
         try:
-            module = cls(**config["modules"][name])
+            with torch.device("meta"):  # shapes only: nothing is allocated until the weights file agrees
+                module = cls(**config["modules"][name])
         except (TypeError, ValueError, AssertionError) as error:
             raise FacegenError(f"{path / CONFIG_NAME}: bad settings for {name} ({_first_line(error)})") from None
         prefix = f"{name}."
@@ -170,6 +169,7 @@ def load_pretrained(name_or_path: str | Path, *, device: str | torch.device = "c
             detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
                       else f"{wrong[0]} is {tuple(state[wrong[0]].shape)}, config says {tuple(expected[wrong[0]].shape)}")
             raise FacegenError(f"{path / WEIGHTS_NAME} does not match {CONFIG_NAME} for {name}: {detail}")
+        module = cls(**config["modules"][name])
         module.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
         modules[name] = module.to(device).eval()
     prior = None

@@ -37,10 +37,11 @@ from facegen.data.images import MAX_PIXELS
 from facegen.data.rows import LabelledRows
 from facegen.data.tables import SPLITS
 from facegen.errors import FacegenError
+from facegen.files import check_name, refusal, writable_folder
+from facegen.validation import MAX_SIZE, MIN_SIZE  # the one place image sides are bounded
 
 FORMAT = "facegen-cache"
 VERSION = 1  # bump when the files or the decode-crop-resize change; old caches then rebuild
-MIN_SIZE, MAX_SIZE = 16, 1024
 MANIFEST = "manifest.json"
 CACHE_FILES = ("images.npy", "labels.npy", "split.npy", "files.txt", MANIFEST)
 _BUILDING = ".building"  # marker inside a temporary folder: "a prepare run (pid inside) owns this"
@@ -99,7 +100,15 @@ def open_cache(path: str | os.PathLike) -> ImageCache:
     path = Path(path).expanduser()
     if not is_cache(path):
         raise FacegenError(f"{path} is not a facegen cache (no {MANIFEST}); build one with `facegen prepare`")
-    manifest = json.loads((path / MANIFEST).read_text())
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise FacegenError(f"{path}: damaged cache ({MANIFEST} is not readable JSON: {error}); rebuild it with "
+                           "facegen prepare DATA --out PATH --force") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("count"), int) \
+            or not isinstance(manifest.get("size"), int) or not isinstance(manifest.get("attribute_names"), list):
+        raise FacegenError(f"{path}: damaged cache ({MANIFEST} lacks count, size or attribute_names); rebuild it "
+                           "with facegen prepare DATA --out PATH --force")
     redo = f"rebuild it: facegen prepare {manifest.get('source', 'DATA')} --size {manifest.get('size', 64)} " \
            f"--out {path} --force"
     if manifest.get("version") != VERSION:
@@ -237,7 +246,17 @@ def _build(dataset: Dataset, size: int, temp: Path, workers: int, progress: bool
 
 
 def _check_out(out: Path) -> None:
-    """`out` must be absent, empty, or a facegen cache: a user's other folder is never replaced."""
+    """`out` must be absent, empty, or a facegen cache: a user's other folder is never replaced. Its name must
+    leave room for the temporary sibling it is built in, and its parent must take new files."""
+    try:
+        check_name(out, reserve=len(f"..partial-{2**22}"))
+        writable_folder(out.parent, "--out")
+        _check_existing(out)
+    except OSError as error:
+        raise refusal(out, error) from None
+
+
+def _check_existing(out: Path) -> None:
     if out.is_file():
         raise FacegenError(f"--out {out} is a file; name a folder for the cache")
     if out.is_dir() and not is_cache(out) and any(out.iterdir()):

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 # Pillow's own decode limit (twice its warning limit, about 179 MP). Above it
 # we refuse with one line instead of Pillow's DecompressionBombError.
 MAX_PIXELS = 2 * 89_478_485
+MIN_PHOTO_SIDE = 16  # a photo to edit: smaller holds no face (the app refuses the same)
 
 # A JPEG above this many pixels is decoded at 1/2, 1/4 or 1/8 scale (libjpeg
 # scales in the DCT, almost free) as long as its shorter side stays at least
@@ -93,6 +94,17 @@ def load_image(source: str | os.PathLike | BinaryIO | bytes, *, min_side: int | 
     except Exception as error:  # noqa: BLE001 - corrupt files make Pillow raise almost anything
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise FacegenError(f"{name}: not a readable image ({reason})") from None
+
+
+def load_photo(source: str | os.PathLike | Image.Image, *, min_side: int | None = None) -> Image.Image:
+    """A face photo to edit: `load_image`, then refused in one line when under MIN_PHOTO_SIDE px a side
+    (a 1x1 picture would come back as a garbage face). A PIL image is checked as it is."""
+    image = source if isinstance(source, Image.Image) else load_image(source, min_side=min_side)
+    if min(image.size) < MIN_PHOTO_SIDE:
+        name = "the photo" if isinstance(source, Image.Image) else _describe(source)
+        raise FacegenError(f"{name} is only {image.size[0]}x{image.size[1]} pixels; give a face photo of at least "
+                           f"{MIN_PHOTO_SIDE}x{MIN_PHOTO_SIDE} (64x64 or more for a good edit)")
+    return image
 
 
 def center_square(img: Image.Image) -> Image.Image:

@@ -28,9 +28,11 @@ import numpy as np
 import torch
 
 from facegen.errors import FacegenError
+from facegen.files import refusal
+from facegen.validation import MAX_SEED, check_int
 from facegen.metrics.report import MetricRecord, append_jsonl
 
-GENERATORS, EDITORS = ("cgan", "cvae"), ("residual", "fader", "cvae")
+from facegen.metrics.registry import select_metrics
 
 
 JUDGES = ("plain", "balanced")
@@ -101,20 +103,35 @@ def evaluate(*, model: str, data: str, out: str | Path, classifier: str = "class
     from facegen.metrics import protocols
     from facegen.pretrained import load_pretrained
 
+    from facegen.files import writable_folder
+
+    for name, value, low in (("--n-fid", n_fid, 2), ("--n-per-value", n_per_value, 1), ("--n-edit", n_edit, 1),
+                             ("--n-identity", n_identity, 0)):
+        check_int(name, value, low, 10**7)
+    check_int("--seed", seed, 0, MAX_SEED)
     cache = open_cache(data)
     pretrained = load_pretrained(model)
-    stick = Stick(classifier, judge=judge)
+    wanted = {m.name for m in select_metrics(metrics, pretrained.kind)}  # unknown or impossible: refused here
     names = pretrained.attribute_names
+    missing = [name for name in names if name not in cache.attribute_names]
+    if missing:
+        raise FacegenError(f"{cache.path} has no labels for {', '.join(missing[:5])} of the model's attributes; "
+                           "evaluate against a cache of the data the model was trained on")
+    if cache.size != pretrained.size:
+        raise FacegenError(f"{model} makes {pretrained.size}px faces but {cache.path} holds {cache.size}px images; "
+                           f"evaluate against a cache of the model's size (facegen prepare --size {pretrained.size})")
+    stick = Stick(classifier, judge=judge)
     label = label or str(model)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    wanted = set(metrics or ("accuracy", "control", "fid", "edit"))
+    out = writable_folder(out, "--out")
     records: list[dict] = []
 
     def record(metric: str, value: float, n: int, seconds: float, **extra) -> None:
         row = MetricRecord(metric=metric, value=float(value), model=label, data=str(cache.path), n_samples=n,
                            seconds=round(seconds, 2), extra=extra).to_dict()
-        records.append(append_jsonl(out / "metrics.jsonl", row))
+        try:
+            records.append(append_jsonl(out / "metrics.jsonl", row))
+        except OSError as error:
+            raise refusal(out / "metrics.jsonl", error, "append to") from None
 
     x_real, y_real, pixels_real = held_out(cache, names)
     stick_names = [n for n in names if n in stick.names]
@@ -126,7 +143,7 @@ def evaluate(*, model: str, data: str, out: str | Path, classifier: str = "class
         record(f"classifier_accuracy/{name}", row["accuracy"], len(x_real), time.perf_counter() - tic, judge=judge,
                **{k: v for k, v in row.items() if k != "accuracy"})
 
-    if pretrained.kind in GENERATORS and "control" in wanted:
+    if "control" in wanted:
         from facegen.pipelines.generate import GenerationPipeline
 
         pipe = GenerationPipeline(pretrained)
@@ -139,10 +156,10 @@ def evaluate(*, model: str, data: str, out: str | Path, classifier: str = "class
                    classifier_balanced_accuracy=stick_rows[name]["balanced_accuracy"], judge=judge,
                    **{k: v for k, v in row.items() if k not in ("accuracy", "n")})
 
-    if pretrained.kind in GENERATORS and "fid" in wanted:
+    if "fid" in wanted:
         _realism(pretrained, pixels_real, cache, n_fid, seed, record, progress)
 
-    if pretrained.kind in EDITORS and "edit" in wanted:
+    if "edit" in wanted:
         from facegen.pipelines.edit import EditPipeline
 
         editor = EditPipeline(pretrained, redraw=redraw)

@@ -161,7 +161,7 @@ def edit_success(edit_fn: EditFn, x: torch.Tensor, y: torch.Tensor, attributes: 
     decided_reconstructed = _classify(classifier_fn, x_reconstructed, batch_size)[:, known_columns] > 0.5  # (N, K)
 
     embedder = None
-    if identity:
+    if identity and identity_limit != 0:  # --n-identity 0: no identity rows (a mean of nothing is no number)
         from facegen.metrics.identity import IdentityEmbedder, identity_available, same_person_fraction
 
         if identity_available():

@@ -214,12 +214,12 @@ class EditPipeline(PhotoAttributes):
 
     def open(self, images: ImageLike | Sequence[ImageLike]) -> list[Image.Image]:
         """Photos (paths or PIL images, any size and mode) -> upright RGB images at their own size."""
-        from facegen.data import load_image
+        from facegen.data import load_photo
 
         items = [images] if isinstance(images, (str, os.PathLike, Image.Image)) else list(images)
         if not items:
             raise FacegenError("no photos to edit")
-        return [load_image(item) if not isinstance(item, Image.Image) else _rgb(item) for item in items]
+        return [_rgb(load_photo(item)) for item in items]  # a photo under 16 px a side is refused in one line
 
     def load(self, images: ImageLike | Sequence[ImageLike] | torch.Tensor) -> torch.Tensor:
         """Photos or a tensor -> x (n, 3, S, S) in [-1, 1]: the centre square, resized like the training cache."""

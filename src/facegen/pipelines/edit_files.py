@@ -74,7 +74,7 @@ def edit_files(pipe: EditPipeline, photos: Sequence[Path], targets: Sequence[Pat
                flip: Sequence[str] | str | None = None, extrapolate: bool = False,
                log=print) -> list[tuple[Path, str]]:
     """Edit photo i into targets[i], in batches. An unreadable photo is reported and skipped; returns the failures."""
-    from facegen.data import load_image
+    from facegen.data import load_photo
 
     request, flips = pipe.parse(request, flip, extrapolate)  # a bad request fails before any photo is read
     failures: list[tuple[Path, str]] = []
@@ -83,7 +83,7 @@ def edit_files(pipe: EditPipeline, photos: Sequence[Path], targets: Sequence[Pat
         batch, images, outs = photos[start:start + pipe.batch_size], [], []
         for photo, target in zip(batch, targets[start:start + pipe.batch_size]):
             try:
-                images.append(load_image(photo))
+                images.append(load_photo(photo))
                 outs.append((photo, target))
             except FacegenError as error:
                 failures.append((photo, str(error)))
@@ -109,8 +109,9 @@ def save_photo(image, target: Path, *, unchanged_from: Path | None = None) -> No
     """Write an edited photo; an unchanged one in its own format is copied byte for byte (no second JPEG loss)."""
     import shutil
 
+    from facegen.files import guarded_write, save_image
+
     if unchanged_from is not None and unchanged_from.suffix.lower() == target.suffix.lower():
-        shutil.copyfile(unchanged_from, target)
+        guarded_write(target, lambda tmp: shutil.copyfile(unchanged_from, tmp))
         return
-    jpeg = target.suffix.lower() in (".jpg", ".jpeg")
-    image.save(target, **({"quality": 95, "subsampling": 0} if jpeg else {}))
+    save_image(image, target)

@@ -12,6 +12,7 @@ run folder and calls `training_loop(**options)`. A run folder holds:
       tensorboard/            the same scalars for TensorBoard
       samples/step-000500.png fixed-noise, fixed-attribute sample grids
       checkpoints/last.pt     full resume state (atomic; weights_only loadable)
+      checkpoints/previous.pt the one before it, resumed from when last.pt is damaged
       model/                  the exported inference model (config.json + model.safetensors)
 
 On several devices or machines (docs/scaling.md) every process runs this same
@@ -36,7 +37,8 @@ import torch
 
 from facegen.attributes import AttributePrior
 from facegen.errors import FacegenError
-from facegen.training.checkpoint import load_checkpoint, save_checkpoint
+from facegen.files import append_line, guarded_write, refusal, writable_folder
+from facegen.training.checkpoint import load_checkpoint, save_checkpoint, tidy_run_folder
 from facegen.training.method import Batches, FixedBatch, step_seed, unwrap
 
 # Losses above this are treated as divergence, as are NaN and inf.
@@ -113,6 +115,9 @@ def training_loop(
     if len(valid_index) == 0:
         valid_index = train_index[-256:]
     prior = AttributePrior.from_labels(labels[train_index], attributes)
+    if len(train_index) < batch_size:
+        raise FacegenError(f"--batch-size {batch_size} is more than the {len(train_index)} training images of "
+                           f"{cache.path}; use at most {len(train_index)}")
     batches = Batches(cache.images, labels, train_index, batch_size=batch_size, seed=seed, rank=rank, world_size=world)
     fixed_index = valid_index[:64]
     fixed = FixedBatch(x=_to_float(cache.images[fixed_index]), y=torch.from_numpy(labels[fixed_index].astype(np.float32)),
@@ -129,7 +134,12 @@ def training_loop(
         checkpoint = load_checkpoint(resume)
         if checkpoint["method"] != model:
             raise FacegenError(f"{resume} is a {checkpoint['method']} checkpoint, not {model}")
-        method.load_state_dict(checkpoint["state"])
+        try:
+            method.load_state_dict(checkpoint["state"])
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as error:
+            detail = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+            raise FacegenError(f"{resume} does not fit the model its own options describe ({detail[:160]}); "
+                               "it is damaged, or was written by another version of facegen") from None
         start_step, stats = checkpoint["step"], checkpoint["stats"]
     elif init_from:  # the weights (EMA copies included) of another run; this run's own fresh optimizers
         _load_weights(method, load_checkpoint(init_from), init_from)
@@ -138,8 +148,9 @@ def training_loop(
     if hash_dir:
         _record_weight_hash(hash_dir, rank, start_step, method)
     if rank == 0:
-        (run_dir / "samples").mkdir(parents=True, exist_ok=True)
-        (run_dir / "training_options.json").write_text(json.dumps(options, indent=2) + "\n")
+        tidy_run_folder(run_dir, start_step)  # a killed run's temporaries, and log rows that will be replayed
+        writable_folder(run_dir / "samples", "--out")
+        guarded_write(run_dir / "training_options.json", lambda tmp: tmp.write_text(json.dumps(options, indent=2) + "\n"))
 
     def export() -> None:
         info = {"steps": step, "kimg": step * batch_size / 1000, "seconds": round(stats["seconds"], 1),
@@ -149,14 +160,20 @@ def training_loop(
 
     def snapshot() -> None:
         """Checkpoint, export and (for the classifier) validate; rank 0 writes, everyone waits."""
+        nonlocal saved_step
         if rank == 0:
-            save_checkpoint(run_dir / "checkpoints" / "last.pt", method=model, step=step, options=options,
-                            state=method.state_dict(), stats=stats)
-            export()
+            try:
+                save_checkpoint(run_dir / "checkpoints" / "last.pt", method=model, step=step, options=options,
+                                state=method.state_dict(), stats=stats)
+                export()
+            except OSError as error:  # a full disk, a folder taken away: the previous checkpoint still stands
+                raise refusal(run_dir / "checkpoints", error) from None
+        saved_step = step
         fabric.barrier()
 
     bar = _progress_bar(start_step, steps, enabled=progress and rank == 0)
-    log = open(run_dir / "log.txt", "a") if rank == 0 else None
+    log = _open_log(run_dir / "log.txt") if rank == 0 else None
+    saved_step = start_step if resume else None  # the step of the newest checkpoint on disk, if any
     step, window_start, window_images, valid = start_step, time.perf_counter(), 0, None
     deadline = time.monotonic() + max_seconds if max_seconds else None
     try:
@@ -173,9 +190,10 @@ def training_loop(
                 _record_weight_hash(hash_dir, rank, step + 1, method)
             bad = [k for k, v in values.items() if not math.isfinite(v) or abs(v) > EXPLODED_LOSS]
             if bad:
-                raise FacegenError(f"training diverged at step {step}: {bad[0]} = {values[bad[0]]:.4g}; "
-                                   f"the last good checkpoint is {run_dir / 'checkpoints' / 'last.pt'}; "
-                                   "resume from it with a lower learning rate")
+                where = (f"the last good checkpoint is {run_dir / 'checkpoints' / 'last.pt'} (step {saved_step}); "
+                         "resume from it with a lower learning rate" if saved_step is not None else
+                         "no checkpoint was written yet; start a new run with a lower learning rate")
+                raise FacegenError(f"training diverged at step {step}: {bad[0]} = {values[bad[0]]:.4g}; {where}")
             step += 1
             window_images += batch_size
             if bar is not None:
@@ -192,10 +210,13 @@ def training_loop(
                     row |= {f"val/{k}": v for k, v in method.validate(*valid).items()}
                 if rank == 0:
                     fabric.log_dict({k: v for k, v in row.items() if k != "step"}, step=step)
-                    with open(run_dir / "stats.jsonl", "a") as handle:
-                        handle.write(json.dumps(row) + "\n")
-                    log.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()) + "\n")
-                    log.flush()
+                    append_line(run_dir / "stats.jsonl", json.dumps(row))
+                    try:
+                        log.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                           for k, v in row.items()) + "\n")
+                        log.flush()
+                    except OSError as error:
+                        raise refusal(run_dir / "log.txt", error) from None
                 window_start, window_images = time.perf_counter(), 0
             if step % sample_every == 0 or step == steps:
                 _save_samples(method, fixed, run_dir / "samples" / f"step-{step:06d}.png", rank)
@@ -321,6 +342,13 @@ def _record_weight_hash(folder: str, rank: int, step: int, method) -> None:
         handle.write(f"{step} {digest.hexdigest()}\n")
 
 
+def _open_log(path: Path):
+    try:
+        return open(path, "a", encoding="utf-8")
+    except OSError as error:
+        raise refusal(path, error) from None
+
+
 def _to_float(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)  # (n, 3, S, S)
 
@@ -332,8 +360,11 @@ def _save_samples(method, fixed: FixedBatch, path: Path, rank: int) -> None:
 
     images, columns = method.sample_grid(fixed)
     tmp = path.with_suffix(".tmp.png")
-    make_grid(images, nrow=columns).save(tmp)
-    os.replace(tmp, path)
+    try:
+        make_grid(images, nrow=columns).save(tmp)
+        os.replace(tmp, path)
+    except OSError as error:  # the disk filled or the folder went away mid-run
+        raise refusal(path, error) from None
 
 
 def _progress_bar(start: int, total: int, *, enabled: bool):

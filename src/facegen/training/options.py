@@ -12,6 +12,8 @@ from pathlib import Path
 
 from facegen.attributes import parse_attribute_list
 from facegen.errors import FacegenError
+from facegen.files import refusal, writable_folder
+from facegen.validation import check_method_options, check_size
 
 # Settings a resumed run may change without changing what it trains.
 RESUMABLE = ("steps", "accelerator", "devices", "num_nodes", "strategy", "precision", "threads", "progress",
@@ -40,7 +42,7 @@ def parse_settings(pairs: list[str] | None, method_cls) -> dict:
             settings[key] = json.loads(text)
         except json.JSONDecodeError:
             settings[key] = text
-    return settings
+    return check_method_options(method_cls, settings)  # lr_g=abc or g_channels=10**7: refused here, in one line
 
 
 def build_options(*, model: str, given: dict, settings: list[str] | None = None) -> dict:
@@ -63,7 +65,7 @@ def build_options(*, model: str, given: dict, settings: list[str] | None = None)
         if any(given.get(k) is not None for k in ("devices", "num_nodes")) and given.get("strategy") is None:
             options["strategy"] = "auto"  # chosen anew for the new device count: DDP for several, none for one
         options |= {k: v for k, v in given.items() if k in RESUMABLE and v is not None}
-        options["resume"] = str(resume)
+        options["resume"] = checkpoint["path"]  # previous.pt when last.pt was damaged: the loop reads the same file
         options["run_dir"] = str(given.get("run_dir") or Path(resume if Path(resume).is_dir() else Path(resume).parent.parent))
         if checkpoint["step"] >= options["steps"]:
             raise FacegenError(f"{resume} already finished {checkpoint['step']} steps; pass a larger --steps to go on")
@@ -75,7 +77,7 @@ def build_options(*, model: str, given: dict, settings: list[str] | None = None)
         source = load_checkpoint(options["init_from"])
         if source["method"] != model:
             raise FacegenError(f"--init-from {options['init_from']} is a {source['method']} run, not {model}")
-        options["init_from"] = str(options["init_from"])
+        options["init_from"] = source["path"]
     for required in ("data", "run_dir"):
         if not options.get(required):
             raise FacegenError(f"--{'out' if required == 'run_dir' else required} is required for a new run")
@@ -85,17 +87,22 @@ def build_options(*, model: str, given: dict, settings: list[str] | None = None)
         if is_cache(options["data"]):
             options["size"] = open_cache(options["data"]).size
     run_dir = Path(options["run_dir"])
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    try:
+        taken = run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir()))
+    except OSError as error:  # a name too long, a folder we may not list
+        raise refusal(run_dir, error, "use") from None
+    if taken:
         raise FacegenError(f"{run_dir} already exists and is not empty; choose another --out, or --resume {run_dir}")
-    if options["size"] < 16 or options["size"] & (options["size"] - 1):
-        raise FacegenError(f"--size must be a power of two of at least 16 (64, 128, 256), got {options['size']}")
+    check_size("--size", options["size"])
     for name in ("steps", "batch_size", "log_every", "sample_every", "checkpoint_every"):
         if int(options[name]) < 1:
             raise FacegenError(f"--{name.replace('_', '-')} must be at least 1, got {options[name]}")
     options["attributes"] = _attributes(model, options.get("attributes"), options["data"])
     options["method_options"] = parse_settings(settings, method_cls) | options.get("method_options", {})
     _check_settings(method_cls, options)
-    return _check_devices(options)
+    options = _check_devices(options)
+    writable_folder(run_dir, "--out", keep=False)  # a name too long or a folder the system refuses: now, not after the data is read
+    return options
 
 
 def _check_settings(method_cls, options: dict) -> None:

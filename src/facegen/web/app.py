@@ -70,9 +70,30 @@ def serve(catalog: Catalog, *, host: str = "127.0.0.1", port: int = 7860, share:
         torch.set_num_threads(threads)  # with `concurrency` calls at once: one thread each fills 2 cores
     demo = build_app(catalog)
     demo.queue(max_size=queue_size, default_concurrency_limit=concurrency)
+    if block:
+        _stop_on_sigterm()
     try:
+        # quiet: Gradio's own lines would tell a terminal user to "set `share=True` in `launch()`"; ours name --share.
         demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD, css=CSS,
-                    prevent_thread_lock=not block, quiet=False, show_error=False, theme=gr.themes.Soft())
+                    prevent_thread_lock=True, quiet=True, show_error=False, theme=gr.themes.Soft())
     except OSError:  # lost a race for the port since `check_port`; Gradio's own message is three lines long
         raise FacegenError(f"cannot listen on {host}:{port} (in use?); choose another --port") from None
+    print(f"facegen: the app is running at {demo.local_url}" + (f" and {demo.share_url}" if demo.share_url else
+          " (this machine only)" if host in ("127.0.0.1", "localhost") else "")
+          + ("" if share else "; add --share for a temporary public link") + "; stop it with Ctrl+C", flush=True)
+    if block:
+        demo.block_thread()
     return demo
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM ends the app like Ctrl+C: the server closes and the process exits normally, so its temporary
+    folder (/tmp/facegen-web-*) is removed instead of left behind."""
+    import signal
+    import threading
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)

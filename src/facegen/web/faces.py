@@ -11,8 +11,10 @@ Kept apart from the user interface so it can be tested and timed on its own:
 from __future__ import annotations
 
 import io
+import atexit
 import itertools
 import json
+import shutil
 import tempfile
 import threading
 import zipfile
@@ -24,6 +26,7 @@ from PIL import Image
 
 from facegen.data import make_grid, to_uint8
 from facegen.errors import FacegenError
+from facegen.validation import MAX_SEED
 
 MAX_FACES = 16  # one slider move redraws all of them; more would no longer feel instant
 PNG_LEVEL = 1  # zlib level of served PNGs: 64 px faces, on loopback; speed matters, a few KB do not
@@ -43,8 +46,28 @@ def generate_faces(pipe, values: Mapping[str, float], *, seed: int, count: int) 
     """
     if not 1 <= count <= MAX_FACES:
         raise FacegenError(f"the number of faces must be between 1 and {MAX_FACES}, got {count}")
+    seed = whole_number(seed, "the seed", 0, MAX_SEED)
     y = slider_vector(pipe.attribute_names, values).expand(count, -1)  # (count, A)
     return pipe.sample(y, torch.Generator().manual_seed(int(seed)))
+
+
+def whole_number(value: object, what: str, low: int, high: int) -> int:
+    """A number from the page (or an API caller) as an int in [low, high], else a one-line FacegenError:
+    a 22-digit seed used to overflow torch and leave a traceback in the server log.
+
+    >>> whole_number(7.0, "the seed", 0, 10)
+    7
+    """
+    number = value if isinstance(value, int) and not isinstance(value, bool) else None
+    if number is None and not isinstance(value, bool):
+        try:
+            as_float = float(value)  # type: ignore[arg-type]
+            number = int(as_float) if as_float.is_integer() else None  # nan, inf and 1.5 are not
+        except (TypeError, ValueError, OverflowError):
+            number = None
+    if number is None or not low <= number <= high:
+        raise FacegenError(f"{what} must be a whole number between {low} and {high}, got {str(value)[:40]}")
+    return number
 
 
 def grid_columns(count: int) -> int:
@@ -69,6 +92,8 @@ class OutputFolder:
 
     def __init__(self, keep: int = 256):
         self.path = Path(tempfile.mkdtemp(prefix="facegen-web-"))
+        # Removed when the process ends normally, or on SIGTERM (`serve` turns it into a normal end).
+        atexit.register(shutil.rmtree, self.path, ignore_errors=True)
         self.keep = keep
         self._counter = itertools.count()
         self._lock = threading.Lock()

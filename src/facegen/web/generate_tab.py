@@ -13,7 +13,8 @@ import random
 import gradio as gr
 
 from facegen.web.catalog import Catalog
-from facegen.web.faces import MAX_FACES, OutputFolder, face_grid, generate_faces
+from facegen.validation import MAX_SEED
+from facegen.web.faces import MAX_FACES, OutputFolder, face_grid, generate_faces, whole_number
 from facegen.web.ui import CONCURRENCY_ID, slider_pairs, user_errors
 
 DEFAULT_COUNT = 8
@@ -62,7 +63,8 @@ def build_generate_tab(catalog: Catalog, outputs: OutputFolder) -> None:
     def generate(model_key, seed_value, count_value, *values):
         entry = catalog.get(model_key, task="generate")
         chosen = {name: float(v) for name, v in zip(names, values) if name in entry.attribute_names}
-        return draw(entry, chosen, int(seed_value or 0), int(count_value or DEFAULT_COUNT))
+        return draw(entry, chosen, whole_number(seed_value or 0, "the seed", 0, MAX_SEED),
+                    whole_number(count_value or DEFAULT_COUNT, "the number of faces", 1, MAX_FACES))
 
     @user_errors
     def switch_model(model_key, *rest):

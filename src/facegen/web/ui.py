@@ -22,8 +22,9 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except FacegenError as error:
-            # gr.Error renders HTML; a file name is the user's text, so escape it.
-            raise gr.Error(html.escape(str(error)), title="Cannot do that", print_exception=False) from None
+            # gr.Error renders HTML; a file name is the user's text, so escape it. Quotes stay as they are:
+            # they cannot open a tag, and the API would pass "&#x27;" on to its callers verbatim.
+            raise gr.Error(html.escape(str(error), quote=False), title="Cannot do that", print_exception=False) from None
 
     return wrapper
 
