@@ -100,7 +100,7 @@ class ResidualMethod(Method):
         self.optimizer.zero_grad(set_to_none=True)
         self.fabric.backward(loss)
         self.optimizer.step()
-        update_ema(self.ema, self.editor, self.ema_beta)
+        update_ema(self.ema, self.editor, min(self.ema_beta, (step + 1) / (step + 10)))  # short memory at first
         return {"loss": loss.detach(), "l1": loss_full.detach(), "l1_half": loss_half.detach(),
                 "wanted": wanted.abs().mean()}
 
