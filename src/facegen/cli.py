@@ -18,6 +18,7 @@ import sys
 
 from facegen import __version__
 from facegen.errors import FacegenError
+from facegen.kinds import KINDS, all_presets, either, kind
 from facegen.validation import MAX_COUNT, MAX_SIZE, SEED, float_type, int_type
 
 
@@ -66,6 +67,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
              "progress": False if args.no_progress else None}
     settings = list(args.set or [])
     if getattr(args, "preset", None):
+        kind(args.model).check_preset(args.preset)
         settings.append(f"preset={json.dumps(args.preset)}")
     options = build_options(model=args.model, given=given, settings=settings)
     run_dir = training_loop(**options)
@@ -238,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"facegen {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
+    parser.commands = commands.choices  # {name: its parser}, for `parse` (argparse keeps its own list private)
 
     data = commands.add_parser("data", help="inspect a data set")
     data_commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=_Parser)
@@ -255,8 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--quiet", action="store_true", help="no progress bar")
     prepare.set_defaults(handler=_cmd_prepare)
 
-    train = commands.add_parser("train", help="train a model (cgan, fader, cvae or the attribute classifier)")
-    train.add_argument("model", choices=("cgan", "fader", "cvae", "residual", "classifier"))
+    train = commands.add_parser("train", help=f"train a model ({either(KINDS)})")
+    train.add_argument("model", choices=tuple(KINDS))
     train.add_argument("--data", help="a cache from `facegen prepare`, or a data set folder (cached on first use)")
     train.add_argument("--attrs", help="attributes to condition on, e.g. young,male,blond,smiling (or all)")
     train.add_argument("--out", help="run folder (new, or the run being resumed)")
@@ -268,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int_type(1, MAX_COUNT), help="total training steps (default 5000)")
     train.add_argument("--batch-size", type=int_type(1, 65536), help="images per step over all devices (default 64)")
     train.add_argument("--seed", type=SEED, help="seed of initialisation, data order and noise (default 0)")
-    train.add_argument("--preset", choices=("default", "study2018"), help="cgan only: the architecture and loss")
+    train.add_argument("--preset", choices=all_presets(),
+                       help="the architecture and loss of the model's recipe: "
+                            + "; ".join(f"{k.name} {', '.join(k.presets)}" for k in KINDS.values() if k.presets))
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="a setting of the model's recipe, e.g. --set lr_g=1e-4 (repeatable)")
     train.add_argument("--log-every", type=int_type(1, MAX_COUNT), help="steps between log lines (default 50)")
@@ -393,8 +398,7 @@ _INTERMIXED = ("generate", "edit")
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = build_parser()
     if argv and argv[0] in _INTERMIXED and not {"-h", "--help"} & set(argv):
-        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        return commands.choices[argv[0]].parse_intermixed_args(argv[1:])
+        return parser.commands[argv[0]].parse_intermixed_args(argv[1:])
     return parser.parse_args(argv)
 
 

@@ -8,8 +8,8 @@ rebuilds the modules from it and then fills in the weights:
                           "attribute_names": [...], "modules": {"generator": {...kwargs}}}
       model.safetensors  "generator.<param>" ..., plus "prior_patterns", "prior_counts"
 
-Shipped models live in `facegen/weights/<name>/` and are found by name
-(`cgan`, `fader`, `cvae`, `classifier`); anything else is a path.
+Shipped models live in `facegen/weights/<name>/` and are found by name (the
+kind's name, see `facegen.kinds`); anything else is a path.
 """
 
 from __future__ import annotations
@@ -37,28 +37,10 @@ _PRIOR_KEYS = ("prior_patterns", "prior_counts")
 
 
 def module_classes(model: str, preset: str = "default") -> dict[str, type[nn.Module]]:
-    """The inference modules of each model kind, by name (an explicit table, no class names in files)."""
-    from facegen.models import cgan, classifier
+    """The inference modules of a model kind, by name (its row of `facegen.kinds`; no class names in files)."""
+    from facegen.kinds import kind
 
-    if model == "cgan":
-        if preset not in cgan.PRESETS:
-            raise FacegenError(f"unknown cgan preset {preset!r}; choose from {', '.join(cgan.PRESETS)}")
-        return {"generator": cgan.PRESETS[preset][0]}
-    if model == "classifier":
-        return {"classifier": classifier.AttributeClassifier}
-    if model == "fader":
-        from facegen.models import fader
-
-        return {"encoder": fader.Encoder, "decoder": fader.Decoder}
-    if model == "cvae":
-        from facegen.models import cvae
-
-        return {"encoder": cvae.Encoder, "decoder": cvae.Decoder}
-    if model == "residual":
-        from facegen.models import residual
-
-        return {"editor": residual.ResidualEditor}
-    raise FacegenError(f"unknown model kind {model!r} in config.json; expected cgan, fader, cvae, residual or classifier")
+    return kind(model).module_classes(preset)
 
 
 @dataclass

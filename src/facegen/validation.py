@@ -23,6 +23,7 @@ import math
 from collections.abc import Callable, Mapping
 
 from facegen.errors import FacegenError
+from facegen.kinds import KINDS
 
 MAX_SEED = 2**63 - 1         # what torch, numpy and every seed derived from it accept
 MIN_SIZE, MAX_SIZE = 16, 1024  # image side in pixels
@@ -30,7 +31,6 @@ MAX_WIDTH = 4096             # channels, latent dimensions, hidden units of any 
 MAX_ATTRIBUTES = 1024        # attributes a model may condition on
 MAX_COUNT = 10**9            # steps, images, intervals
 MAX_TEXT = 200               # a string setting (a preset, an augment policy)
-MODEL_KINDS = ("cgan", "residual", "fader", "cvae", "classifier")
 
 
 def _show(value: object) -> str:
@@ -207,8 +207,8 @@ def check_model_config(config: object, where: str) -> dict:
     if version > FORMAT_VERSION:
         raise FacegenError(f"{where} was written by a newer facegen (format {version}); upgrade facegen")
     kind = config.get("model")
-    if kind not in MODEL_KINDS:
-        raise FacegenError(f"{where}: \"model\" must be one of {', '.join(MODEL_KINDS)}, got {_show(kind)}")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise FacegenError(f"{where}: \"model\" must be one of {', '.join(KINDS)}, got {_show(kind)}")
     preset = config.get("preset", "default")
     if not isinstance(preset, str):
         raise FacegenError(f"{where}: \"preset\" must be a string, got {_show(preset)}")
@@ -241,8 +241,8 @@ def check_model_config(config: object, where: str) -> dict:
 def check_checkpoint(payload: dict, where: str) -> dict:
     """A resume file's plain values (method, step, options, stats) and the shape of its state."""
     method = payload.get("method")
-    if method not in MODEL_KINDS:
-        raise FacegenError(f"{where}: method must be one of {', '.join(MODEL_KINDS)}, got {_show(method)}")
+    if not isinstance(method, str) or method not in KINDS:
+        raise FacegenError(f"{where}: method must be one of {', '.join(KINDS)}, got {_show(method)}")
     check_int(f"{where}: step", payload.get("step"), 0, MAX_COUNT)
     options, state, stats = payload.get("options"), payload.get("state"), payload.get("stats")
     if not isinstance(options, dict) or not isinstance(stats, dict):

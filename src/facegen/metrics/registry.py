@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from facegen.errors import FacegenError
+from facegen.kinds import KINDS, names
 
-GENERATORS, EDITORS = ("cgan", "cvae"), ("residual", "fader", "cvae")
+GENERATORS, EDITORS = names(can="generate"), names(can="edit")
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class Metric:
 
 
 METRICS = {metric.name: metric for metric in (
-    Metric("accuracy", GENERATORS + EDITORS + ("classifier",), "the classifier and the cache's held-out labels", None),
+    Metric("accuracy", tuple(KINDS), "the classifier and the cache's held-out labels", None),
     Metric("control", GENERATORS, "faces generated per attribute value, judged by the classifier", "--n-per-value"),
     Metric("fid", GENERATORS, "generated faces against the held-out split (FID, KID, diversity; scipy)", "--n-fid"),
     Metric("edit", EDITORS, "held-out faces edited (and, with --redraw, reconstructed), judged by the classifier", "--n-edit"),

@@ -48,11 +48,12 @@ from PIL import Image
 
 from facegen.attributes import EXTRAPOLATE_RANGE, parse_attribute_list, parse_request, resolve_name
 from facegen.errors import FacegenError
+from facegen.kinds import either, names
 from facegen.pipelines.photo_attributes import ImageLike, PhotoAttributes
 from facegen.pretrained import Pretrained, load_pretrained
 
-EDITORS = ("residual", "fader", "cvae")
-ENCODER_DECODERS = ("fader", "cvae")
+EDITORS = names(can="edit")  # the kinds that edit photos (facegen.kinds)
+ENCODER_DECODERS = names(can="edit", encoder_decoder=True)  # and of those, the ones that can also redraw
 ALIGNMENT_NOTE = "the face must be framed like CelebA's aligned photos (centred, eyes level)"
 PREPARED_KEPT = 8  # batches of prepared faces kept for the next edit of the same faces (a slider move)
 SWEEP_TILE_MAX = 256  # px: the sweep strip's tiles are the photo's centre square at most this large
@@ -92,7 +93,7 @@ class EditPipeline(PhotoAttributes):
                  batch_size: int = 64, redraw: bool = False):
         if pretrained.kind not in EDITORS:
             raise FacegenError(f"{pretrained.path} is a {pretrained.kind} model, which cannot edit photos; "
-                               f"use a {', '.join(EDITORS[:-1])} or {EDITORS[-1]} model")
+                               f"use a {either(EDITORS)} model")
         if batch_size < 1:
             raise FacegenError(f"--batch-size must be at least 1, got {batch_size}")
         if redraw and pretrained.kind not in ENCODER_DECODERS:

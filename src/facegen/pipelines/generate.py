@@ -26,6 +26,7 @@ from PIL import Image
 
 from facegen.attributes import AttributePrior, parse_request
 from facegen.errors import FacegenError
+from facegen.kinds import KINDS, either, names
 from facegen.models.cgan import FoldedGenerator, Generator
 from facegen.pretrained import Pretrained, load_pretrained
 
@@ -57,14 +58,14 @@ class GenerationPipeline:
     """
 
     def __init__(self, pretrained: Pretrained, *, fast: bool = True, dtype: torch.dtype = torch.float32):
-        if pretrained.kind == "cgan":
-            generator = pretrained.modules["generator"]
-            self.network = FoldedGenerator(generator) if fast and isinstance(generator, Generator) else generator
-        elif pretrained.kind == "cvae":
-            self.network = pretrained.modules["decoder"]
-        else:
+        sampler = KINDS[pretrained.kind].sampler  # the module that maps (z, y) to faces
+        if sampler is None:
             raise FacegenError(f"{pretrained.path} is a {pretrained.kind} model, which cannot make faces from "
-                               "nothing; generate with cgan or cvae, or edit a photo with `facegen edit`")
+                               f"nothing; generate with {either(names(can='generate'))}, or edit a photo with "
+                               "`facegen edit`")
+        network = pretrained.modules[sampler]
+        # Folded: the cGAN's default generator only; the cVAE's decoder (a subclass) and the study's run as trained.
+        self.network = FoldedGenerator(network) if fast and type(network) is Generator else network
         if dtype != torch.float32:
             self.network = copy.deepcopy(self.network).to(dtype)  # a copy: pretrained.modules stay as loaded
         self.pretrained, self.dtype = pretrained, dtype

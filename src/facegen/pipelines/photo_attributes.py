@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from facegen.errors import FacegenError
+from facegen.kinds import KINDS
 from facegen.pretrained import Pretrained, load_pretrained
 
 ImageLike = str | os.PathLike | Image.Image
@@ -117,7 +118,7 @@ class PhotoAttributes:
                     raise FacegenError("cannot tell this photo's own attribute values: it is not from a CelebA "
                                        "folder and no attribute classifier is installed; pass --classifier MODEL "
                                        "or name every attribute's value") from error
-            if self._classifier.kind != "classifier":
+            if not KINDS[self._classifier.kind].can_classify:
                 raise FacegenError(f"{self._classifier.path} is a {self._classifier.kind} model, not an "
                                    "attribute classifier")
         return self._classifier

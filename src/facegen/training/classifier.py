@@ -18,6 +18,7 @@ from facegen.training.method import FixedBatch, Method, unwrap
 
 class ClassifierMethod(Method):
     name = "classifier"
+    validates = True
 
     def __init__(self, *, attribute_names, size, prior,
                  channels: int = 32,         # Width of the first stage (x2, x4, x8 after it).

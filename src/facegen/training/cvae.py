@@ -94,6 +94,7 @@ def laplacian_variance(x: torch.Tensor) -> torch.Tensor:
 
 class CVAEMethod(Method):
     name = "cvae"
+    validates = True
 
     def __init__(self, *, attribute_names, size, prior,
                  z_dim: int = 128,              # Latent dimensions.

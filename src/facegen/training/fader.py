@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facegen.models.layers import diff_augment
-from facegen.models.fader import Decoder, Encoder, LatentDiscriminator, PatchDiscriminator, _shortcut_channels
+from facegen.models.fader import Decoder, Encoder, LatentDiscriminator, PatchDiscriminator, shortcut_channels
 from facegen.training.method import FixedBatch, Method, unwrap
 
 PRESETS = ("default", "paper")
@@ -74,6 +74,7 @@ def lambda_schedule(step: int, *, lambda_latent: float, ramp_steps: int) -> floa
 
 class FaderMethod(Method):
     name = "fader"
+    validates = True
 
     def __init__(self, *, attribute_names, size, prior,
                  preset: str = "default",        # 'default' (with patch discriminator) or 'paper' (2017 terms only).
@@ -98,7 +99,7 @@ class FaderMethod(Method):
         if preset not in PRESETS:
             raise ValueError(f"unknown fader preset {preset!r}; choose {' or '.join(PRESETS)}")
         self.preset = preset
-        _shortcut_channels(size, channels, latent_channels, shortcut)  # the modules' own check, before any exist
+        shortcut_channels(size, channels, latent_channels, shortcut)  # the modules' own check, before any exist
         self.e_kwargs = {"size": size, "channels": channels, "latent_channels": latent_channels}
         if shortcut:  # (only then, so that configs without it stay as they were)
             self.e_kwargs["shortcut"] = shortcut

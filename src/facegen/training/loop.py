@@ -39,27 +39,17 @@ from facegen.attributes import AttributePrior
 from facegen.errors import FacegenError
 from facegen.files import append_line, guarded_write, refusal, writable_folder
 from facegen.training.checkpoint import load_checkpoint, save_checkpoint, tidy_run_folder
-from facegen.training.method import Batches, FixedBatch, step_seed, unwrap
+from facegen.training.method import Batches, FixedBatch, build_method, step_seed, unwrap
 
 # Losses above this are treated as divergence, as are NaN and inf.
 EXPLODED_LOSS = 1e4
 
 
 def method_class(model: str):
-    """The training recipe of each model kind (an explicit table)."""
-    if model == "cgan":
-        from facegen.training.cgan import CGANMethod as cls
-    elif model == "classifier":
-        from facegen.training.classifier import ClassifierMethod as cls
-    elif model == "fader":
-        from facegen.training.fader import FaderMethod as cls
-    elif model == "cvae":
-        from facegen.training.cvae import CVAEMethod as cls
-    elif model == "residual":
-        from facegen.training.residual import ResidualMethod as cls
-    else:
-        raise FacegenError(f"unknown model {model!r}; choose cgan, fader, cvae, residual or classifier")
-    return cls
+    """The training recipe of a model kind (its row of `facegen.kinds`)."""
+    from facegen.kinds import kind
+
+    return kind(model).method_class()
 
 
 def training_loop(
@@ -123,9 +113,8 @@ def training_loop(
     fixed = FixedBatch(x=_to_float(cache.images[fixed_index]), y=torch.from_numpy(labels[fixed_index].astype(np.float32)),
                        seed=seed)
 
-    extra = {"total_steps": steps} if model == "classifier" else {}
-    method = method_class(model)(attribute_names=attributes, size=size, prior=prior, batch_size=batch_size,
-                                 **extra, **(method_options or {}))
+    method = build_method(method_class(model), attribute_names=attributes, size=size, prior=prior,
+                          batch_size=batch_size, steps=steps, method_options=method_options)
     torch.manual_seed(seed)  # the same initial weights on every process
     method.configure(fabric)
 
@@ -203,7 +192,7 @@ def training_loop(
                 elapsed = time.perf_counter() - window_start
                 row = {"step": step, "kimg": round(step * batch_size / 1000, 3), "seconds": round(stats["seconds"], 2),
                        "images_per_second": round(window_images / max(elapsed, 1e-9), 2), **values}
-                if rank == 0 and (step % sample_every == 0 or step == steps) and hasattr(method, "validate"):
+                if rank == 0 and (step % sample_every == 0 or step == steps) and method.validates:
                     if valid is None:  # held-out images, decoded once
                         held_out = valid_index[:1000]
                         valid = (_to_float(cache.images[held_out]), torch.from_numpy(labels[held_out].astype(np.float32)))

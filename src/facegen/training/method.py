@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,9 +70,15 @@ class FixedBatch:
 
 
 class Method:
-    """One model's recipe. Subclasses set `name` and implement the five methods below."""
+    """One model's recipe. Subclasses set `name` (their kind in `facegen.kinds`) and implement the six methods
+    that raise NotImplementedError below; `validate` is an optional hook (set `validates = True`).
+
+    A recipe whose keyword arguments include `total_steps` (a learning-rate schedule over the whole run) is
+    given the run's --steps by `build_method`.
+    """
 
     name = "method"
+    validates = False  # True: the loop calls `validate` on held-out images at every sample interval
 
     def __init__(self, *, attribute_names: list[str], size: int, prior: AttributePrior):
         self.attribute_names, self.size, self.prior = list(attribute_names), size, prior
@@ -93,6 +100,10 @@ class Method:
         """The inference modules, by name, with their constructor kwargs (what `save_pretrained` takes)."""
         raise NotImplementedError
 
+    def validate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """Held-out measures (logged as val/NAME) of images x (n, 3, S, S) and labels y (n, A); see `validates`."""
+        return {}
+
     # Checkpoint state: modules, optimizers and any extra tensors (an EMA), by name.
     def trainables(self) -> dict[str, nn.Module]:
         raise NotImplementedError
@@ -109,6 +120,14 @@ class Method:
             _unwrap(module).load_state_dict(state["modules"][name])
         for name, optimizer in self.optimizers().items():
             optimizer.load_state_dict(state["optimizers"][name])
+
+
+def build_method(method_cls, *, attribute_names: list[str], size: int, prior: AttributePrior, batch_size: int,
+                 steps: int, method_options: dict | None = None) -> Method:
+    """The recipe of a run; the run's length goes to the recipes that schedule over it (`total_steps`)."""
+    extra = {"total_steps": int(steps)} if "total_steps" in inspect.signature(method_cls.__init__).parameters else {}
+    return method_cls(attribute_names=attribute_names, size=size, prior=prior, batch_size=batch_size, **extra,
+                      **(method_options or {}))
 
 
 def _unwrap(module: nn.Module) -> nn.Module:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from facegen.attributes import parse_attribute_list
 from facegen.errors import FacegenError
+from facegen.kinds import KINDS
 from facegen.files import refusal, writable_folder
 from facegen.validation import check_method_options, check_size
 
@@ -110,13 +111,14 @@ def _check_settings(method_cls, options: dict) -> None:
     import numpy as np
 
     from facegen.attributes import AttributePrior
+    from facegen.training.method import build_method
 
     names = options["attributes"]
     prior = AttributePrior(np.zeros((1, len(names))), np.ones(1), names)
-    extra = {"total_steps": int(options["steps"])} if options["model"] == "classifier" else {}
     try:
-        method_cls(attribute_names=names, size=int(options["size"]), prior=prior,
-                   batch_size=int(options["batch_size"]), **extra, **options["method_options"])
+        build_method(method_cls, attribute_names=names, size=int(options["size"]), prior=prior,
+                     batch_size=int(options["batch_size"]), steps=int(options["steps"]),
+                     method_options=options["method_options"])
     except (TypeError, ValueError) as error:
         raise FacegenError(f"--set: {' '.join(str(error).split())}") from None
 
@@ -159,7 +161,7 @@ def _attributes(model: str, text, data: str) -> list[str]:
     from facegen.data import is_cache, open_cache, open_dataset
 
     names = open_cache(data).attribute_names if is_cache(data) else open_dataset(data).attribute_names
-    if model == "classifier" and not text:
+    if KINDS[model].can_classify and not text:  # a classifier learns every attribute the data has
         return list(names)
     if not text:
         raise FacegenError("--attrs is required: the attributes to condition on, e.g. --attrs young,male,blond (or all)")

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facegen.errors import FacegenError
+from facegen.kinds import KINDS
 from facegen.pretrained import CONFIG_NAME, SHIPPED_DIR, Pretrained, load_pretrained
 
-GENERATE_KINDS = ("cgan", "cvae")  # models that make faces from attributes and noise
-EDIT_KINDS = ("residual", "fader", "cvae")  # models that give a photo's change for new attributes
-# The CLI's defaults first (generate: cgan, edit: residual), so each tab opens on the model its command would use.
-SHIPPED_ORDER = ("cgan", "residual", "fader", "cvae", "classifier")
+# Shipped models in the order of the table of kinds, which puts the CLI's defaults first (generate: cgan, edit:
+# residual), so each tab opens on the model its command would use.
+SHIPPED_ORDER = tuple(KINDS)
 
 
 @dataclass
@@ -70,16 +70,13 @@ class Catalog:
         if shipped:
             found += [(name, f"{name} (shipped)", load_pretrained(name)) for name in shipped_names()]
         for path in paths:
-            pretrained = load_pretrained(path)
-            if pretrained.kind not in GENERATE_KINDS + EDIT_KINDS + ("classifier",):
-                raise FacegenError(f"{path} is a {pretrained.kind} model; the app serves cgan, cvae and fader "
-                                   "models (and a classifier for photos), drop this --model")
+            pretrained = load_pretrained(path)  # any kind it loads, the app serves (see _entry)
             if str(path) not in {key for key, _, _ in found}:  # the same path twice: offer it once
                 found.append((str(path), f"{path} ({pretrained.kind})", pretrained))
-        classifiers = [pretrained for _, _, pretrained in found if pretrained.kind == "classifier"]
+        classifiers = [pretrained for _, _, pretrained in found if KINDS[pretrained.kind].can_classify]
         classifier = classifiers[-1] if classifiers else None  # a given one comes after the shipped one
         entries = [_entry(key, label, pretrained, classifier) for key, label, pretrained in found
-                   if pretrained.kind != "classifier"]
+                   if not KINDS[pretrained.kind].can_classify]
         return cls(entries, classifier)
 
     @property
@@ -119,11 +116,11 @@ def shipped_names() -> list[str]:
 
 def _entry(key: str, label: str, pretrained: Pretrained, classifier: Pretrained | None) -> ModelEntry:
     entry = ModelEntry(key=key, label=label, pretrained=pretrained)
-    if pretrained.kind in GENERATE_KINDS:
+    if KINDS[pretrained.kind].can_generate:
         from facegen.pipelines.generate import GenerationPipeline
 
         entry.generator = GenerationPipeline(pretrained)
-    if pretrained.kind in EDIT_KINDS:
+    if KINDS[pretrained.kind].can_edit:
         from facegen.pipelines.edit import EditPipeline
 
         entry.editor = EditPipeline(pretrained, classifier=classifier)
