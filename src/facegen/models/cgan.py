@@ -27,26 +27,13 @@ Two designs behind the same call signature, `G(z, y) -> x` and
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from facegen.models.layers import ConditionalBatchNorm2d, centered, tile
-
-
-def _levels(size: int) -> int:
-    """Number of 2x upsamplings from 4x4 to `size`."""
-    levels = math.log2(size / 4)
-    assert levels.is_integer() and levels >= 1, f"size must be a power of two >= 8, got {size}"
-    return int(levels)
-
-
-def _channels(size: int, top: int, bottom: int) -> list[int]:
-    """Channel counts from the 4x4 level down to the output resolution, halving each time."""
-    return [max(top // 2**i, bottom) for i in range(_levels(size) + 1)]
+from facegen.models.layers import ConditionalBatchNorm2d, centered, tile, channel_widths
 
 
 # ----------------------------------------------------------------------------- default
@@ -58,7 +45,7 @@ class Generator(nn.Module):
     def __init__(self, *, n_attributes: int, size: int = 64, z_dim: int = 128, channels: int = 256):
         super().__init__()
         self.n_attributes, self.size, self.z_dim = n_attributes, size, z_dim
-        widths = _channels(size, channels, 32)  # e.g. [256, 128, 64, 32, 32] for 64x64
+        widths = channel_widths(size, channels, 32)  # e.g. [256, 128, 64, 32, 32] for 64x64
         self.fc = nn.Linear(z_dim + n_attributes, widths[0] * 16)
         self.norm0 = ConditionalBatchNorm2d(widths[0], n_attributes)
         self.ups = nn.ModuleList(
@@ -182,7 +169,7 @@ class Discriminator(nn.Module):
     def __init__(self, *, n_attributes: int, size: int = 64, channels: int = 256):
         super().__init__()
         self.n_attributes, self.size = n_attributes, size
-        widths = _channels(size, channels, 32)[::-1]  # e.g. [32, 32, 64, 128, 256] for 64x64
+        widths = channel_widths(size, channels, 32)[::-1]  # e.g. [32, 32, 64, 128, 256] for 64x64
         layers: list[nn.Module] = [spectral_norm(nn.Conv2d(3, widths[1], 4, 2, 1)), nn.LeakyReLU(0.2)]
         for c_in, c_out in zip(widths[1:-1], widths[2:]):
             layers += [spectral_norm(nn.Conv2d(c_in, c_out, 4, 2, 1)), nn.LeakyReLU(0.2)]
@@ -212,7 +199,7 @@ class StudyGenerator(nn.Module):
         half = channels // 2
         self.z_branch = nn.Sequential(nn.ConvTranspose2d(z_dim, half, 4, 1, 0, bias=False), nn.BatchNorm2d(half), nn.ReLU())
         self.y_branch = nn.Sequential(nn.ConvTranspose2d(n_attributes, half, 4, 1, 0, bias=False), nn.BatchNorm2d(half), nn.ReLU())
-        widths = _channels(size, channels, 64)  # [1024, 512, 256, 128, 64] for 64x64; the last is replaced by RGB
+        widths = channel_widths(size, channels, 64)  # [1024, 512, 256, 128, 64] for 64x64; the last is replaced by RGB
         layers: list[nn.Module] = []
         for c_in, c_out in zip(widths[:-2], widths[1:-1]):
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
@@ -234,7 +221,7 @@ class StudyDiscriminator(nn.Module):
         self.n_attributes, self.size = n_attributes, size
         self.x_branch = nn.Sequential(nn.Conv2d(3, 64, 4, 2, 1), nn.LeakyReLU(0.2))
         self.y_branch = nn.Sequential(nn.Conv2d(n_attributes, 64, 4, 2, 1), nn.LeakyReLU(0.2))
-        widths = [128] + _channels(size // 2, channels, 256)[::-1][1:]  # [128, 256, 512, 1024] for 64x64
+        widths = [128] + channel_widths(size // 2, channels, 256)[::-1][1:]  # [128, 256, 512, 1024] for 64x64
         layers: list[nn.Module] = []
         for c_in, c_out in zip(widths[:-1], widths[1:]):
             layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]

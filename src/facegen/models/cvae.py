@@ -32,8 +32,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from facegen.models.cgan import Generator, _channels
-from facegen.models.layers import centered, tile
+from facegen.models.cgan import Generator
+from facegen.models.layers import centered, tile, channel_widths
 
 LOGVAR_RANGE = (-12.0, 6.0)  # keeps exp(logvar) finite early in training; std from 2.5e-3 to 20
 
@@ -44,7 +44,7 @@ class Encoder(nn.Module):
     def __init__(self, *, n_attributes: int, size: int = 64, z_dim: int = 128, channels: int = 256):
         super().__init__()
         self.n_attributes, self.size, self.z_dim = n_attributes, size, z_dim
-        widths = _channels(size, channels, 32)[::-1]  # e.g. [32, 32, 64, 128, 256] from 64x64 down to 4x4
+        widths = channel_widths(size, channels, 32)[::-1]  # e.g. [32, 32, 64, 128, 256] from 64x64 down to 4x4
         layers: list[nn.Module] = [nn.Conv2d(3 + n_attributes, widths[1], 4, 2, 1), nn.LeakyReLU(0.2)]
         for c_in, c_out in zip(widths[1:-1], widths[2:]):
             layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]

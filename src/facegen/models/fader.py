@@ -38,21 +38,19 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from facegen.models.layers import tile
+from facegen.models.layers import levels, tile
 
 LATENT_SIDE = 8  # pixels of the latent map, at every image size
 
 
-def _levels(size: int) -> int:
+def steps_to_latent(size: int) -> int:
     """Number of stride-2 steps between `size` and the 8x8 latent."""
-    levels = math.log2(size / LATENT_SIDE)
-    assert levels.is_integer() and levels >= 1, f"size must be a power of two >= 16, got {size}"
-    return int(levels)
+    return levels(size, LATENT_SIDE)
 
 
 def _widths(size: int, channels: int, latent_channels: int) -> list[int]:
     """Encoder output widths, doubling each level, the last one `latent_channels`: [32, 64, 128] at 64 px."""
-    levels = _levels(size)
+    levels = steps_to_latent(size)
     return [min(channels * 2**i, latent_channels) for i in range(levels - 1)] + [latent_channels]
 
 
@@ -61,9 +59,9 @@ def pairs(y: torch.Tensor) -> torch.Tensor:
     return torch.cat([y, 1.0 - y], dim=1)
 
 
-def _shortcut_channels(size: int, channels: int, latent_channels: int, shortcut: int) -> list[int]:
+def shortcut_channels(size: int, channels: int, latent_channels: int, shortcut: int) -> list[int]:
     """Channels each shortcut adds to the code once folded to 8x8: [256] for the 16x16x64 map at 64 px."""
-    levels = _levels(size)
+    levels = steps_to_latent(size)
     if not 0 <= shortcut < levels:
         raise ValueError(f"shortcut must be between 0 and {levels - 1} at {size} px, got {shortcut}")
     widths = _widths(size, channels, latent_channels)
@@ -84,7 +82,7 @@ class Encoder(nn.Module):
     def __init__(self, *, size: int = 64, channels: int = 32, latent_channels: int = 128, shortcut: int = 0):
         super().__init__()
         self.size, self.latent_channels, self.shortcut = size, latent_channels, shortcut
-        self.code_channels = latent_channels + sum(_shortcut_channels(size, channels, latent_channels, shortcut))
+        self.code_channels = latent_channels + sum(shortcut_channels(size, channels, latent_channels, shortcut))
         widths = _widths(size, channels, latent_channels)
         layers: list[nn.Module] = []
         for i, (c_in, c_out) in enumerate(zip([3] + widths[:-1], widths)):
@@ -128,7 +126,7 @@ class Decoder(nn.Module):
             raise ValueError(f"upsample must be 'transpose' or 'nearest', got {upsample!r}")
         self.n_attributes, self.size, self.latent_channels = n_attributes, size, latent_channels
         self.upsample, self.shortcut = upsample, shortcut
-        self.skip_channels = _shortcut_channels(size, channels, latent_channels, shortcut)
+        self.skip_channels = shortcut_channels(size, channels, latent_channels, shortcut)
         self.code_channels = latent_channels + sum(self.skip_channels)
         widths = _widths(size, channels, latent_channels)[::-1]  # [128, 64, 32] at 64 px
         extra = 2 * n_attributes
@@ -194,7 +192,7 @@ class PatchDiscriminator(nn.Module):
     def __init__(self, *, n_attributes: int, size: int = 64, channels: int = 32, classifier_pool: int = 1):
         super().__init__()
         self.size, self.classifier_pool = size, classifier_pool
-        widths = [min(channels * 2**i, 8 * channels) for i in range(_levels(size))]  # [32, 64, 128] at 64 px
+        widths = [min(channels * 2**i, 8 * channels) for i in range(steps_to_latent(size))]  # [32, 64, 128] at 64 px
         layers: list[nn.Module] = []
         for c_in, c_out in zip([3] + widths[:-1], widths):
             layers += [spectral_norm(nn.Conv2d(c_in, c_out, 4, 2, 1)), nn.LeakyReLU(0.2)]
@@ -210,7 +208,7 @@ class PatchDiscriminator(nn.Module):
         pool_levels = int(math.log2(classifier_pool))
         assert 2**pool_levels == classifier_pool and size // classifier_pool >= 8, (
             f"classifier_pool must be a power of two leaving at least 8 pixels, got {classifier_pool}")
-        inner = [min(channels * 2**i, 8 * channels) for i in range(_levels(size) - pool_levels)]
+        inner = [min(channels * 2**i, 8 * channels) for i in range(steps_to_latent(size) - pool_levels)]
         outs = inner + [2 * (inner[-1] if inner else channels)]  # down to 4x4 pixels
         trunk: list[nn.Module] = []
         for c_in, c_out in zip([3] + outs[:-1], outs):

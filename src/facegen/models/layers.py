@@ -6,9 +6,31 @@ values in [0, 1] (continuous values are meaningful, not only 0 and 1).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def levels(size: int, start: int) -> int:
+    """Number of 2x steps between a `start` x `start` map and `size` x `size` images (at least one).
+
+    >>> levels(64, 4), levels(64, 8)
+    (4, 3)
+    """
+    steps = math.log2(size / start)
+    assert steps.is_integer() and steps >= 1, f"size must be a power of two >= {2 * start}, got {size}"
+    return int(steps)
+
+
+def channel_widths(size: int, top: int, bottom: int) -> list[int]:
+    """Channel counts from the 4x4 level to `size`, halving each level from `top`, never below `bottom`.
+
+    >>> channel_widths(64, 256, 32)
+    [256, 128, 64, 32, 32]
+    """
+    return [max(top // 2**i, bottom) for i in range(levels(size, 4) + 1)]
 
 
 def tile(y: torch.Tensor, size: int) -> torch.Tensor:
