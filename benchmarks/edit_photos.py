@@ -72,16 +72,16 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def run(design: str, model: str, redraw: bool, photos, labels, cache_names, args) -> dict:
-    from facegen.metrics.evaluate import Stick
+    from facegen.metrics.judge import Judge
     from facegen.metrics.identity import IdentityEmbedder, identity_available
 
     pipe = EditPipeline.from_pretrained(model, redraw=redraw, batch_size=50)
     names = pipe.attribute_names
     source = labels[:, [cache_names.index(name) for name in names]]  # (n, A) own CelebA labels
-    stick = Stick("classifier")
-    columns = [stick.names.index(name) for name in names]
+    classifier = Judge("classifier")
+    columns = [classifier.names.index(name) for name in names]
     squares = lambda images: np.stack([square_resize(im, 64) for im in images])  # noqa: E731
-    judge = lambda images: (stick(to_tensor(squares(images))) > 0.5).numpy()[:, columns]  # noqa: E731
+    judge = lambda images: (classifier(to_tensor(squares(images))) > 0.5).numpy()[:, columns]  # noqa: E731
     real = judge(photos)  # (n, A) the judge on the real photos
     truth = source > 0.5
     embedder = IdentityEmbedder() if identity_available() and args.n_identity else None

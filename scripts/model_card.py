@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from facegen.metrics.report import format_table, read_jsonl
+from facegen.evaluation.report import format_table, read_jsonl
 from facegen.pretrained import SHIPPED_DIR
 
 LICENCE = ("Trained on CelebA, which is licensed for non-commercial research only; these weights inherit that "

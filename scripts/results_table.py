@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from facegen.metrics.report import read_jsonl
+from facegen.evaluation.report import read_jsonl
 
 FOCUS = ("Male", "Blond_Hair", "Young", "Smiling", "Eyeglasses", "Attractive")
 
@@ -71,7 +71,7 @@ def editing_table(runs: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def stick(runs: dict[str, dict]) -> str:
+def judge_accuracy(runs: dict[str, dict]) -> str:
     """The judge's balanced accuracy on real held-out faces (mean of its recalls on faces with and without each
     attribute): what it scores on a set like the protocols' own, with as many 1s as 0s."""
     rows = next(iter(runs.values()))
@@ -102,9 +102,9 @@ def main() -> None:
     first = next(iter(runs.values()))
     if any("balanced_accuracy" in first.get(f"classifier_accuracy/{a}", {}) for a in FOCUS):
         print(f"\nThe judge ({judge} decision) on the same held-out faces, real photos, scored as if as many had each "
-              f"attribute as not (balanced accuracy): {stick(runs)}.")
+              f"attribute as not (balanced accuracy): {judge_accuracy(runs)}.")
     else:
-        print(f"\nThe judge's own accuracy ({judge} decision) on the same held-out faces: {stick(runs)}.")
+        print(f"\nThe judge's own accuracy ({judge} decision) on the same held-out faces: {judge_accuracy(runs)}.")
 
 
 if __name__ == "__main__":

@@ -253,7 +253,7 @@ def test_the_validation_and_registry_doctests_run():
     import doctest
 
     from facegen import validation
-    from facegen.metrics import registry
+    from facegen.evaluation import registry
 
     for module in (validation, registry):
         result = doctest.testmod(module)

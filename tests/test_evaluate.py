@@ -1,4 +1,4 @@
-"""`facegen evaluate` end to end on tiny models: the table, the JSON lines, the stick's accuracy beside each number."""
+"""`facegen evaluate` end to end on tiny models: the table, the JSON lines, the judge's accuracy beside each number."""
 
 from __future__ import annotations
 
@@ -24,20 +24,20 @@ def test_evaluate_a_generator(tiny_models, tiny_cache, tmp_path, capsys):
     assert run_cli("evaluate", "--model", gan, "--data", tiny_cache, "--classifier", classifier, "--n-fid", 4,
                    "--n-per-value", 3, "--out", out, "--quiet", "--label", "tiny-gan") == 0
     table = capsys.readouterr().out
-    assert "control/Male" in table and "fid" in table and "stick on real (balanced)" in table
+    assert "control/Male" in table and "fid" in table and "judge on real (balanced)" in table
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     metrics = {row["metric"]: row for row in rows}
     assert {"classifier_accuracy/Young", "control/Young", "control/Male", "fid", "kid", "diversity/inception"} <= set(metrics)
     control = metrics["control/Male"]
     assert control["n_samples"] == 6 and 0.0 <= control["value"] <= 1.0 and "classifier_accuracy" in control
     assert control["judge"] == "plain" and "classifier_balanced_accuracy" in control
-    stick = metrics["classifier_accuracy/Young"]
-    assert {"recall_at_1", "recall_at_0", "balanced_accuracy"} <= set(stick) and stick["judge"] == "plain"
+    judge = metrics["classifier_accuracy/Young"]
+    assert {"recall_at_1", "recall_at_0", "balanced_accuracy"} <= set(judge) and judge["judge"] == "plain"
     assert all(row["model"] == "tiny-gan" and row["timestamp"] for row in rows)
     assert metrics["fid"]["value"] > 0
 
 
-def test_evaluate_refuses_a_non_classifier_stick(tiny_models, tiny_cache, tmp_path, capsys):
+def test_evaluate_refuses_a_non_classifier_judge(tiny_models, tiny_cache, tmp_path, capsys):
     _, gan = tiny_models
     assert run_cli("evaluate", "--model", gan, "--data", tiny_cache, "--classifier", gan, "--out", tmp_path) == 2
     assert "not an attribute classifier" in capsys.readouterr().err
@@ -70,10 +70,10 @@ def test_the_balanced_judge_takes_out_the_classifier_priors(tiny_models, tiny_ca
     import torch
 
     from facegen.errors import FacegenError
-    from facegen.metrics.evaluate import Stick
+    from facegen.metrics.judge import Judge
 
     classifier, gan = tiny_models
-    plain, balanced = Stick(classifier), Stick(classifier, judge="balanced")
+    plain, balanced = Judge(classifier), Judge(classifier, decision="balanced")
     rates = plain.pretrained.prior.marginals()
     x = torch.rand(8, 3, 16, 16) * 2 - 1
     p_plain, p_balanced = plain(x), balanced(x)  # (8, 40)
@@ -84,7 +84,7 @@ def test_the_balanced_judge_takes_out_the_classifier_priors(tiny_models, tiny_ca
         assert torch.allclose(p_balanced[:, i].double(), expected, atol=1e-5), name
     assert (p_balanced != p_plain).any()
     with pytest.raises(FacegenError, match="judge"):
-        Stick(classifier, judge="lenient")
+        Judge(classifier, decision="lenient")
     out = tmp_path / "plain"
     assert run_cli("evaluate", "--model", gan, "--data", tiny_cache, "--classifier", classifier, "--metrics", "control",
                    "--n-per-value", 2, "--judge", "balanced", "--out", out, "--quiet") == 0

@@ -194,7 +194,7 @@ def test_identity_is_reported_when_dlib_is_there(real_batch):
     assert result["identity_distance"] == 0.0 and result["identity_same_fraction"] == 1.0
 
 
-# reconstruction, diversity, the stick's accuracy ----------------------------------------------------------------
+# reconstruction, diversity, the judge's accuracy ----------------------------------------------------------------
 
 
 def test_reconstruction_quality_of_known_errors(real_batch):
@@ -234,7 +234,7 @@ def test_classifier_recalls_score_each_class_on_its_own(real_batch):
     x, y = real_batch
     names = ["Male", "Smiling"]
     y_true = y[:, [MODEL_NAMES.index(name) for name in names]].clone()
-    # A stick that always says "no smile" is right on every non-smiling face and wrong on every smiling one.
+    # A judge that always says "no smile" is right on every non-smiling face and wrong on every smiling one.
     never = lambda images: torch.zeros(images.shape[0], len(CLASSIFIER_NAMES))  # noqa: E731
     rows = classifier_recalls(never, CLASSIFIER_NAMES, x, y_true, names)
     smiling = y_true[:, 1] > 0.5

@@ -36,7 +36,7 @@ def _judge(kind: str):
         from facegen.metrics.judge import Judge
     except ImportError:  # the name before the judge had one name
         from facegen.metrics.evaluate import Stick as Judge
-    return Judge("classifier", judge=kind) if Judge.__name__ == "Stick" else Judge("classifier", decision=kind)
+    return Judge("classifier", judge=kind) if Judge.__name__ == "Stick" else Judge("classifier", decision=kind)  # noqa
 
 
 def shipped_outputs(kinds=("cgan", "classifier") + EDITORS) -> dict[str, str]:

@@ -130,16 +130,16 @@ def _sidecar(image_path: str):
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from facegen.metrics.evaluate import evaluate
-    from facegen.metrics.report import format_table
+    from facegen.evaluation import evaluate
+    from facegen.evaluation.report import format_table
 
     metrics = tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else None
     records = evaluate(model=args.model, data=args.data, out=args.out, classifier=args.classifier, n_fid=args.n_fid,
                        n_per_value=args.n_per_value, n_edit=args.n_edit, n_identity=args.n_identity, seed=args.seed,
-                       metrics=metrics, judge=args.judge, redraw=args.redraw,
+                       metrics=metrics, decision=args.decision, redraw=args.redraw,
                        label=args.label, progress=not args.quiet)
     print(format_table(records, ["metric", "value", "n_samples", "classifier_balanced_accuracy", "seconds"],
-                       headers=["metric", "value", "images", "stick on real (balanced)", "seconds"]))
+                       headers=["metric", "value", "images", "judge on real (balanced)", "seconds"]))
     print(f"(one JSON line per metric appended to {args.out}/metrics.jsonl)")
     return 0
 
@@ -310,8 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--classifier", default="classifier", help="the attribute classifier that judges (default: shipped)")
     evaluate.add_argument("--metrics", help="comma list of accuracy,control,fid,edit (default: all the model supports; "
                                             "control and fid measure cgan and cvae, edit fader and cvae)")
-    evaluate.add_argument("--judge", choices=("plain", "balanced"), default="plain",
-                          help="how the classifier decides: plain (default; prob > 0.5) or balanced (its training "
+    evaluate.add_argument("--decision", "--judge", dest="decision", choices=("plain", "balanced"), default="plain",
+                          help="how the judge (the classifier) decides: plain (default; prob > 0.5) or balanced (its training "
                                "priors taken out; see docs/notes/classifier.md for why it is not the default)")
     evaluate.add_argument("--redraw", action="store_true",
                           help="fader or cvae: measure the model's own decodes (and their reconstruction) instead "

@@ -1,4 +1,7 @@
-"""Measuring the models: FID/KID, attribute control and edit success, reconstruction, identity.
+"""Measures only: FID/KID, attribute control and edit success, reconstruction, identity, and the judge.
+
+Nothing here loads a model to measure or reads a data set: `facegen.evaluation`
+does that, above the library, and hands these functions images and callables.
 
 Heavy optional dependencies (scipy, dlib) are imported inside the functions
 that need them, so importing this package costs only torch and numpy.
@@ -18,11 +21,10 @@ from facegen.metrics.protocols import (
     reconstruction_quality,
 )
 from facegen.metrics.reconstruction import psnr, ssim
-from facegen.metrics.report import MetricRecord, append_jsonl, format_table, read_jsonl
 
 __all__ = [
-    "ClassifierFn", "EditFn", "IdentityEmbedder", "InceptionFeatures", "MetricRecord", "SampleFn",
-    "append_jsonl", "attribute_control", "classifier_accuracy", "diversity", "edit_success",
-    "fid_from_features", "format_table", "identity_available", "identity_distance", "kid_from_features",
-    "psnr", "read_jsonl", "real_features", "reconstruction_quality", "same_person_fraction", "ssim",
+    "ClassifierFn", "EditFn", "IdentityEmbedder", "InceptionFeatures", "SampleFn",
+    "attribute_control", "classifier_accuracy", "diversity", "edit_success",
+    "fid_from_features", "identity_available", "identity_distance", "kid_from_features",
+    "psnr", "real_features", "reconstruction_quality", "same_person_fraction", "ssim",
 ]

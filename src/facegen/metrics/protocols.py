@@ -1,11 +1,11 @@
 """Evaluation protocols, written against small callables so any model can be measured.
 
-The measuring stick is an attribute classifier: `classifier_fn(x) -> probs`
+The judge is an attribute classifier (metrics/judge.py): `classifier_fn(x) -> probs`
 (B, A_cls) for images x (B, 3, H, W) in [-1, 1], with `classifier_names`
 naming its columns (the 40 CelebA attributes). Model attributes are matched
 to classifier columns by name. Report `classifier_accuracy` on real images
-beside every number the stick produces: a protocol cannot be more accurate
-than its stick.
+beside every number the judge produces: a protocol cannot be more accurate
+than its judge.
 
     control = attribute_control(sample_fn, prior, ["Smiling", "Male"], classifier_fn, CELEBA_ATTRIBUTES)
     edits = edit_success(edit_fn, x_val, y_val, model_names, classifier_fn, CELEBA_ATTRIBUTES)
@@ -153,7 +153,7 @@ def edit_success(edit_fn: EditFn, x: torch.Tensor, y: torch.Tensor, attributes: 
     if unknown:
         raise FacegenError(f"cannot edit {', '.join(unknown)}: the model's attributes are {', '.join(attributes)}")
     edit_columns = classifier_columns(edit_names, classifier_names)  # fail before any work
-    known = [name for name in attributes if name in classifier_names]  # the stick can only judge these
+    known = [name for name in attributes if name in classifier_names]  # the judge knows only these
     known_columns = classifier_columns(known, classifier_names)
     y = y.float()
 
@@ -242,7 +242,7 @@ def diversity(samples: torch.Tensor | np.ndarray) -> float:
 
 def classifier_accuracy(classifier_fn: ClassifierFn, classifier_names: Sequence[str], x: torch.Tensor,
                         y_true: torch.Tensor, names: Sequence[str], *, batch_size: int = 100) -> dict[str, float]:
-    """The stick's own accuracy per attribute: [prob > 0.5] == [y_true > 0.5] on real images.
+    """The judge's own accuracy per attribute: [prob > 0.5] == [y_true > 0.5] on real images.
 
     y_true (N, len(names)) holds the labels of x, columns ordered like `names`.
     """
@@ -253,7 +253,7 @@ def classifier_accuracy(classifier_fn: ClassifierFn, classifier_names: Sequence[
 def classifier_recalls(classifier_fn: ClassifierFn, classifier_names: Sequence[str], x: torch.Tensor,
                        y_true: torch.Tensor, names: Sequence[str], *, batch_size: int = 100) -> dict[str, dict]:
     """Per attribute: `accuracy`, `recall_at_1` / `recall_at_0` (of the real faces with it / without it, the
-    share the stick gets right) and `balanced_accuracy`, their mean: the stick's own score on a set with as
+    share the judge gets right) and `balanced_accuracy`, their mean: the judge's own score on a set with as
     many faces at 1 as at 0, which is what the control and edit protocols show it. NaN where a class is absent.
     """
     _check_images_and_labels(x, y_true, names)

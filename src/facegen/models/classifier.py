@@ -1,4 +1,4 @@
-"""The attribute classifier: the measuring stick for attribute control and edits.
+"""The attribute classifier: the judge of attribute control and edits (metrics/judge.py).
 
 A small residual CNN that predicts all 40 CelebA attributes (or any label set)
 from a face in CelebA framing. Any input size is accepted: images are

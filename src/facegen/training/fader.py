@@ -237,8 +237,9 @@ class FaderMethod(Method):
     def _load_judge(self):
         if self._judge is None:
             try:
-                from facegen.metrics.evaluate import Stick
-                judge = Stick("classifier")
+                from facegen.metrics.judge import Judge
+
+                judge = Judge("classifier")
                 self._judge = judge if judge.pretrained.config.get("size") == self.size else False
             except Exception:  # noqa: BLE001 - monitoring only; training goes on without it
                 self._judge = False

@@ -5,20 +5,20 @@ import json
 import numpy as np
 import pytest
 
-from facegen.metrics.report import MetricRecord, append_jsonl, format_table, read_jsonl
+from facegen.evaluation.report import MetricRecord, append_jsonl, format_table, read_jsonl
 
 
 def test_records_append_one_line_each(tmp_path):
     path = tmp_path / "run" / "metrics.jsonl"
     written = append_jsonl(path, MetricRecord("fid", np.float64(41.5), model="cgan", data="celeba-9k/val",
-                                              n_samples=1000, seconds=12.5, extra={"kid": 0.01, "stick_accuracy": 0.9}))
+                                              n_samples=1000, seconds=12.5, extra={"kid": 0.01, "judge_accuracy": 0.9}))
     append_jsonl(path, {"metric": "psnr", "value": float("inf"), "model": "fader", "n_samples": np.int64(8)})
     lines = path.read_text().splitlines()
     assert len(lines) == 2 and all(json.loads(line) for line in lines)  # strict JSON, one object a line
     rows = read_jsonl(path)
     assert rows[0] == written
     assert list(rows[0])[:8] == ["metric", "value", "model", "data", "n_samples", "seconds", "timestamp", "kid"]
-    assert rows[0]["value"] == 41.5 and rows[0]["stick_accuracy"] == 0.9 and rows[0]["timestamp"].endswith("+00:00")
+    assert rows[0]["value"] == 41.5 and rows[0]["judge_accuracy"] == 0.9 and rows[0]["timestamp"].endswith("+00:00")
     assert rows[1]["value"] is None and rows[1]["n_samples"] == 8 and rows[1]["timestamp"]
 
 

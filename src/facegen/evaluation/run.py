@@ -12,10 +12,12 @@ What is measured depends on what the model can do:
   identity (dlib, where installed), all at the model's size; with `redraw`
   (the fader's and cVAE's own decodes) also reconstruction PSNR/SSIM.
   `benchmarks/edit_photos.py` measures edits at the photos' own resolution;
-- always: the classifier's own accuracy on the same held-out faces, because a
-  measurement cannot be more accurate than its measuring stick.
+- always: the judge's (the classifier's) own accuracy on the same held-out
+  faces, because a measurement cannot be more accurate than what measures it.
 
-Each number is a JSON line in `<out>/metrics.jsonl` (metric, value, model,
+This is the application that loads the model, the judge and the data and
+hands them to the measures in `facegen.metrics`; `registry.py` says which
+metric names apply to which kind. Each number is a JSON line in `<out>/metrics.jsonl` (metric, value, model,
 data, n_samples, seconds, timestamp) and a row of the terminal table.
 """
 
@@ -28,58 +30,11 @@ import numpy as np
 import torch
 
 from facegen.errors import FacegenError
-from facegen.files import refusal
+from facegen.evaluation.registry import select_metrics
+from facegen.evaluation.report import MetricRecord, append_jsonl
+from facegen.files import refusal, writable_folder
+from facegen.metrics.judge import Judge
 from facegen.validation import MAX_SEED, check_int
-from facegen.metrics.report import MetricRecord, append_jsonl
-
-from facegen.metrics.registry import select_metrics
-
-
-JUDGES = ("plain", "balanced")
-
-
-class Stick:
-    """The attribute classifier as the protocols want it: probabilities (B, 40) for x in [-1, 1].
-
-    judge="plain" (the default): the classifier's own probabilities, decided
-    at 0.5, as attribute-editing papers judge. It has learnt CelebA's priors
-    (78% of faces young, 7% with glasses), so on real held-out faces it calls
-    only 51% of the old ones old and finds glasses on 53% of the faces that
-    wear them; `classifier_recalls` reports this beside every number.
-
-    judge="balanced": each logit shifted by its attribute's log-odds in the
-    training labels (logit adjustment, Menon et al. 2021), the Bayes
-    decision for a set with as many 1s as 0s, which is what the protocols
-    show it. On real faces it lifts the balanced accuracy over 40 attributes
-    from 69.3% to 82.0% (Young 74.5 -> 81.4%, Eyeglasses 76.0 -> 90.2%). Not
-    the default: on generated and edited faces it also reads artefacts as
-    the rare attribute (a glasses edit that left only dark smudges scores
-    p > 0.068, the training rate of glasses: the shipped fader's "add
-    glasses" success went from 33% to 91% with no glasses visible).
-    """
-
-    def __init__(self, name_or_path: str | Path = "classifier", *, judge: str = "plain"):
-        from facegen.pretrained import load_pretrained
-
-        if judge not in JUDGES:
-            raise FacegenError(f"judge must be one of {', '.join(JUDGES)}, got {judge!r}")
-        self.pretrained = load_pretrained(name_or_path)
-        if self.pretrained.kind != "classifier":
-            raise FacegenError(f"{name_or_path} is a {self.pretrained.kind} model, not an attribute classifier")
-        self.network = self.pretrained.modules["classifier"]
-        self.names = self.pretrained.attribute_names
-        self.judge = judge
-        self.offset = torch.zeros(len(self.names))  # (40,) subtracted from the logits
-        if judge == "balanced":
-            rates = self.pretrained.prior.marginals()
-            rate = torch.tensor([rates[name] for name in self.names]).clamp(1e-3, 1 - 1e-3)
-            self.offset = torch.log(rate / (1 - rate))
-
-    @torch.no_grad()
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.network(x)  # (B, 40)
-        return torch.sigmoid(logits - self.offset.to(logits.device, logits.dtype))
-
 
 def held_out(cache, attribute_names: list[str], n: int | None = None) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """The first n held-out (validation, then test) images: x (n, 3, S, S), y (n, A) for the names, uint8 pixels."""
@@ -96,14 +51,12 @@ def held_out(cache, attribute_names: list[str], n: int | None = None) -> tuple[t
 
 def evaluate(*, model: str, data: str, out: str | Path, classifier: str = "classifier", n_fid: int = 2000,
              n_per_value: int = 200, n_edit: int = 500, n_identity: int = 100, seed: int = 0,
-             metrics: tuple[str, ...] | None = None, judge: str = "plain", redraw: bool = False,
+             metrics: tuple[str, ...] | None = None, decision: str = "plain", redraw: bool = False,
              label: str | None = None, progress: bool = True) -> list[dict]:
     """Run every protocol the model supports; returns the records (also appended to out/metrics.jsonl)."""
     from facegen.data import open_cache
     from facegen.metrics import protocols
     from facegen.pretrained import load_pretrained
-
-    from facegen.files import writable_folder
 
     for name, value, low in (("--n-fid", n_fid, 2), ("--n-per-value", n_per_value, 1), ("--n-edit", n_edit, 1),
                              ("--n-identity", n_identity, 0)):
@@ -120,7 +73,7 @@ def evaluate(*, model: str, data: str, out: str | Path, classifier: str = "class
     if cache.size != pretrained.size:
         raise FacegenError(f"{model} makes {pretrained.size}px faces but {cache.path} holds {cache.size}px images; "
                            f"evaluate against a cache of the model's size (facegen prepare --size {pretrained.size})")
-    stick = Stick(classifier, judge=judge)
+    judge = Judge(classifier, decision=decision)
     label = label or str(model)
     out = writable_folder(out, "--out")
     records: list[dict] = []
@@ -134,13 +87,13 @@ def evaluate(*, model: str, data: str, out: str | Path, classifier: str = "class
             raise refusal(out / "metrics.jsonl", error, "append to") from None
 
     x_real, y_real, pixels_real = held_out(cache, names)
-    stick_names = [n for n in names if n in stick.names]
+    judged_names = [n for n in names if n in judge.names]
     tic = time.perf_counter()
-    stick_rows = protocols.classifier_recalls(stick, stick.names, x_real, y_real[:, [names.index(n) for n in stick_names]],
-                                              stick_names)
-    stick_accuracy = {name: row["accuracy"] for name, row in stick_rows.items()}
-    for name, row in stick_rows.items():
-        record(f"classifier_accuracy/{name}", row["accuracy"], len(x_real), time.perf_counter() - tic, judge=judge,
+    judge_rows = protocols.classifier_recalls(judge, judge.names, x_real, y_real[:, [names.index(n) for n in judged_names]],
+                                              judged_names)
+    judge_accuracy = {name: row["accuracy"] for name, row in judge_rows.items()}
+    for name, row in judge_rows.items():
+        record(f"classifier_accuracy/{name}", row["accuracy"], len(x_real), time.perf_counter() - tic, judge=decision,
                **{k: v for k, v in row.items() if k != "accuracy"})
 
     if "control" in wanted:
@@ -148,12 +101,12 @@ def evaluate(*, model: str, data: str, out: str | Path, classifier: str = "class
 
         pipe = GenerationPipeline(pretrained)
         tic = time.perf_counter()
-        control = protocols.attribute_control(pipe.sample, pretrained.prior, stick_names, stick, stick.names,
+        control = protocols.attribute_control(pipe.sample, pretrained.prior, judged_names, judge, judge.names,
                                               n_per_value=n_per_value, seed=seed)
         seconds = time.perf_counter() - tic
         for name, row in control.items():
-            record(f"control/{name}", row["accuracy"], row["n"], seconds, classifier_accuracy=stick_accuracy[name],
-                   classifier_balanced_accuracy=stick_rows[name]["balanced_accuracy"], judge=judge,
+            record(f"control/{name}", row["accuracy"], row["n"], seconds, classifier_accuracy=judge_accuracy[name],
+                   classifier_balanced_accuracy=judge_rows[name]["balanced_accuracy"], judge=decision,
                    **{k: v for k, v in row.items() if k not in ("accuracy", "n")})
 
     if "fid" in wanted:
@@ -175,12 +128,12 @@ def evaluate(*, model: str, data: str, out: str | Path, classifier: str = "class
             record("reconstruction/psnr_db", quality["psnr_mean"], quality["n"], seconds, std=quality["psnr_std"])
             record("reconstruction/ssim", quality["ssim_mean"], quality["n"], seconds, std=quality["ssim_std"])
         tic = time.perf_counter()
-        edits = protocols.edit_success(edit_fn, x, y, names, stick, stick.names, edit_names=stick_names,
+        edits = protocols.edit_success(edit_fn, x, y, names, judge, judge.names, edit_names=judged_names,
                                        identity_limit=n_identity)
         seconds = time.perf_counter() - tic
         for name, row in edits.items():
-            record(f"edit/{name}", row["success"], row["n"], seconds, classifier_accuracy=stick_accuracy[name],
-                   classifier_balanced_accuracy=stick_rows[name]["balanced_accuracy"], judge=judge,
+            record(f"edit/{name}", row["success"], row["n"], seconds, classifier_accuracy=judge_accuracy[name],
+                   classifier_balanced_accuracy=judge_rows[name]["balanced_accuracy"], judge=decision,
                    **{k: v for k, v in row.items() if k not in ("success", "n")})
     return records
 

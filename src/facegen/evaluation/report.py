@@ -23,7 +23,7 @@ import numpy as np
 
 @dataclasses.dataclass
 class MetricRecord:
-    """One measured number and its provenance; `extra` holds anything else (e.g. the stick's accuracy)."""
+    """One measured number and its provenance; `extra` holds anything else (e.g. the judge's accuracy)."""
 
     metric: str  # e.g. "fid", "kid", "attribute_accuracy/Smiling"
     value: float
