@@ -42,6 +42,7 @@ from common import write_result  # noqa: E402
 
 from facegen.data import load_image, make_grid, open_cache, square_resize, to_tensor  # noqa: E402
 from facegen.data.celeba import open_dataset  # noqa: E402
+from facegen.metrics.reconstruction import pixel_psnr  # noqa: E402
 from facegen.pipelines.edit import EditPipeline  # noqa: E402
 
 DESIGNS = {"residual": ("residual", False), "fader": ("fader", False), "fader-redraw": ("fader", True),
@@ -66,11 +67,6 @@ def ellipse(side: int) -> np.ndarray:
     return ((u - 0.5) / 0.40) ** 2 + ((v - 0.54) / 0.45) ** 2 <= 1.0
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
-
-
 def run(design: str, model: str, redraw: bool, photos, labels, cache_names, args) -> dict:
     from facegen.metrics.judge import Judge
     from facegen.metrics.identity import IdentityEmbedder, identity_available
@@ -92,9 +88,9 @@ def run(design: str, model: str, redraw: bool, photos, labels, cache_names, args
     tic = time.perf_counter()
     kept = pipe.edit(photos, source_attributes=source)
     if redraw:  # the study's output is the 64 px decode: compare it with the photo at that size
-        same = [psnr(np.asarray(k), square_resize(p, pipe.size)) for k, p in zip(kept.images, photos)]
+        same = [pixel_psnr(np.asarray(k), square_resize(p, pipe.size)) for k, p in zip(kept.images, photos)]
     else:
-        same = [psnr(np.asarray(k), np.asarray(p)) for k, p in zip(kept.images, photos)]
+        same = [pixel_psnr(np.asarray(k), np.asarray(p)) for k, p in zip(kept.images, photos)]
     result = {"design": design, "model": str(pipe.pretrained.path), "redraw": redraw, "n": len(photos),
               "output_size": list(kept.images[0].size), "photo_size": list(photos[0].size),
               "nothing_asked_psnr_db_median": float(np.median(same)),

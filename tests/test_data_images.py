@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from facegen.data import center_square, load_image, make_grid, square_resize, to_pil, to_tensor, to_uint8
+from facegen.data import center_square, load_image, make_grid, square_resize, to_image, to_pil, to_tensor, to_uint8
 from facegen.data.images import MAX_PIXELS, center_square_box, prepare_image
 from facegen.errors import FacegenError
 
@@ -144,7 +144,7 @@ def test_tensor_round_trip_and_shapes():
 
 def test_to_pil_and_make_grid():
     x = torch.zeros(3, 3, 4, 5)
-    assert isinstance(to_pil(x[0]), Image.Image)
+    assert isinstance(to_image(x[0]), Image.Image) and len(to_pil(x[0])) == 1
     assert [image.size for image in to_pil(x)] == [(5, 4)] * 3
     pixels = np.zeros((3, 4, 5, 3), np.uint8)
     pixels[2] = 77

@@ -11,13 +11,13 @@ called), so `facegen prepare` and its worker processes start fast.
 from facegen.data.cache import (ImageCache, PrepareResult, is_cache, open_cache, prepare_cache,
                                 resolve_training_data)
 from facegen.data.celeba import LAYOUTS, Dataset, open_dataset
-from facegen.data.images import (center_square, load_image, load_photo, make_grid, prepare_image, square_resize, to_pil,
-                                 to_tensor, to_uint8)
+from facegen.data.images import (center_square, load_image, load_photo, make_grid, prepare_image, square_resize,
+                                 to_image, to_pil, to_tensor, to_uint8)
 from facegen.data.info import format_info, open_any
 from facegen.data.tables import SPLITS
 
 __all__ = [
     "LAYOUTS", "SPLITS", "Dataset", "ImageCache", "PrepareResult", "center_square", "format_info", "is_cache",
     "load_image", "load_photo", "make_grid", "open_any", "open_cache", "open_dataset", "prepare_cache", "prepare_image",
-    "resolve_training_data", "square_resize", "to_pil", "to_tensor", "to_uint8",
+    "resolve_training_data", "square_resize", "to_image", "to_pil", "to_tensor", "to_uint8",
 ]

@@ -30,13 +30,13 @@ from typing import NoReturn
 
 import numpy as np
 
+from facegen.data.images import IMAGE_SUFFIXES
 from facegen.data.rows import DERIVED_SPLIT_RULE, LabelledRows, derived_split
 from facegen.data.tables import (Table, find_file_column, read_csv_attributes, read_official_attributes,
                                  read_partition)
 from facegen.errors import FacegenError
 
 LAYOUTS = ("official", "official-archive", "kaggle", "torchvision", "custom")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 _KAGGLE_EXTRAS = ("list_attr_celeba.csv", "list_eval_partition.csv", "list_bbox_celeba.csv",
                   "list_landmarks_align_celeba.csv")
 _LOOKED_FOR = ("img_align_celeba/ with list_attr_celeba.txt (official), Img/img_align_celeba/ with "

@@ -39,6 +39,11 @@ from PIL import Image, ImageOps
 
 from facegen.errors import FacegenError
 
+# Image files, by name: what facegen reads (anything PIL decodes that photos come as) and what it writes (formats
+# that browsers and viewers show; no TIFF or GIF output).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+WRITABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
 if TYPE_CHECKING:
     import torch
 
@@ -187,12 +192,17 @@ def to_uint8(x: "torch.Tensor") -> np.ndarray:
     return pixels.movedim(-3, -1).numpy()  # (N, H, W, 3) or (H, W, 3)
 
 
-def to_pil(x: "torch.Tensor") -> Image.Image | list[Image.Image]:
-    """`(3, H, W)` in [-1, 1] -> one PIL image; `(N, 3, H, W)` -> a list of them."""
+def to_pil(x: "torch.Tensor") -> list[Image.Image]:
+    """`(N, 3, H, W)` in [-1, 1] -> a list of N PIL images (one image `(3, H, W)`: a list of one; see `to_image`)."""
     pixels = to_uint8(x)
-    if pixels.ndim == 3:
-        return Image.fromarray(pixels)
-    return [Image.fromarray(image) for image in pixels]
+    return [Image.fromarray(image) for image in (pixels[None] if pixels.ndim == 3 else pixels)]
+
+
+def to_image(x: "torch.Tensor") -> Image.Image:
+    """One image `(3, H, W)` in [-1, 1] -> a PIL image."""
+    if x.ndim != 3:
+        raise ValueError(f"to_image wants one image (3, H, W), got {tuple(x.shape)}; use to_pil for a batch")
+    return Image.fromarray(to_uint8(x))
 
 
 def make_grid(images: "np.ndarray | torch.Tensor", nrow: int = 8, padding: int = 2,

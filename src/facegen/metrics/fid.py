@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from facegen.data.images import to_uint8
 from facegen.errors import FacegenError
 
 _MISSING_EXTRA = "FID needs the metrics extra: pip install 'facegen[metrics]'"
@@ -107,8 +108,7 @@ def to_uint8_nchw(images: np.ndarray | torch.Tensor) -> torch.Tensor:
         raise ValueError(f"image tensors must be (N, 3, H, W), got {tuple(images.shape)}")
     if images.dtype == torch.uint8:
         return images
-    pixels = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round()  # [-1, 1] -> {0..255}
-    return pixels.to(torch.uint8).cpu()
+    return torch.from_numpy(to_uint8(images)).permute(0, 3, 1, 2).contiguous()  # [-1, 1] -> {0..255}
 
 
 def _network_input(pixels: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from facegen.data.images import to_uint8
 from facegen.errors import FacegenError
 
 _MISSING_EXTRA = "the identity metric needs dlib: pip install 'facegen[identity]'"
@@ -85,8 +86,7 @@ def _to_pixels(x: torch.Tensor | np.ndarray) -> np.ndarray:
         return x
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"image tensors must be (B, 3, H, W), got {tuple(x.shape)}")
-    pixels = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return pixels.permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
+    return to_uint8(x)  # (B, H, W, 3)
 
 
 class IdentityEmbedder:

@@ -10,6 +10,9 @@ numbers compare with published ones.
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -25,6 +28,26 @@ def _check_pair(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return (x.detach().double() + 1) / 2, (y.detach().double() + 1) / 2
 
 
+def psnr_from_mse(mse, peak: float = 1.0):
+    """PSNR in dB of a mean squared error measured on a scale `peak` wide (a tensor, or a float: inf at 0).
+
+    >>> psnr_from_mse(0.01), psnr_from_mse(0.0)
+    (20.0, inf)
+    """
+    if isinstance(mse, torch.Tensor):
+        return 10 * torch.log10(peak**2 / mse)
+    return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
+
+
+def pixel_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two uint8 images of one shape (inf when equal).
+
+    >>> pixel_psnr(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4, 3), np.uint8))
+    inf
+    """
+    return psnr_from_mse(float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)), peak=255.0)
+
+
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB, (B,), of images in [-1, 1] measured on [0, 1]; inf where equal.
 
@@ -34,7 +57,7 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """
     x, y = _check_pair(x, y)
     mse = (x - y).pow(2).flatten(1).mean(1)  # (B,)
-    return (10 * torch.log10(1.0 / mse)).float()
+    return psnr_from_mse(mse).float()
 
 
 def _gaussian_window(channels: int) -> torch.Tensor:

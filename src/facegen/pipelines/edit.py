@@ -276,8 +276,7 @@ class EditPipeline(PhotoAttributes):
         target = self.targets(source, parsed, flips)
         x_out, change = self.apply(x, source, target)
         if photos is None or self.redraw:
-            out = to_pil(x_out)
-            edited = out if isinstance(out, list) else [out]
+            edited = to_pil(x_out)
         else:
             edited = [Image.fromarray(apply_change(np.asarray(photo), delta)) if delta.any() else photo
                       for photo, delta in zip(photos, change)]

@@ -20,7 +20,7 @@ from facegen.pipelines.edit import EditPipeline
 def split_tokens(tokens: Sequence[str]) -> tuple[list[Path], list[str]]:
     """Command-line tokens -> (photo files and folders, request tokens). A token is a photo when it exists
     on disk or ends like an image; everything else (name=value, a bare name, a .yaml request) is the request."""
-    from facegen.data.celeba import IMAGE_SUFFIXES
+    from facegen.data.images import IMAGE_SUFFIXES
 
     photos, request = [], []
     for token in tokens:
@@ -35,7 +35,7 @@ def split_tokens(tokens: Sequence[str]) -> tuple[list[Path], list[str]]:
 
 def expand_photos(paths: Sequence[Path]) -> list[Path]:
     """Files as given; a folder -> the images directly in it, sorted by name."""
-    from facegen.data.celeba import IMAGE_SUFFIXES
+    from facegen.data.images import IMAGE_SUFFIXES
 
     photos: list[Path] = []
     for path in paths:
@@ -53,7 +53,8 @@ def expand_photos(paths: Sequence[Path]) -> list[Path]:
 
 def output_paths(photos: Sequence[Path], *, output: str | None, out_dir: str | None) -> list[Path]:
     """Where each edited photo goes: `output` for one photo, `out_dir`/<same name> for any number."""
-    from facegen.pipelines.output import IMAGE_SUFFIXES as WRITABLE, check_writable
+    from facegen.data.images import WRITABLE_SUFFIXES as WRITABLE
+    from facegen.pipelines.output import check_writable
 
     if out_dir is None:
         if len(photos) > 1:

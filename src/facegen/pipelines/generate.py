@@ -116,6 +116,5 @@ class GenerationPipeline:
         parsed = parse_request(request or {}, self.attribute_names, extrapolate=extrapolate)
         y = self.attributes_for(parsed, n, generator)
         x = self.sample(torch.from_numpy(y), generator)
-        images = to_pil(x)
-        return GenerationOutput(images=images if isinstance(images, list) else [images], attributes=y,
+        return GenerationOutput(images=to_pil(x), attributes=y,
                                 attribute_names=self.attribute_names, request=parsed, x=x)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from facegen.data.images import WRITABLE_SUFFIXES
 from facegen.errors import FacegenError
 from facegen.files import check_name, refusal, writable_folder
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 def check_writable(output: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
@@ -25,8 +24,8 @@ def _check_writable(output, out_dir, inputs) -> None:
     protected = {p.resolve() for p in inputs or []}
     if output is not None:
         path = Path(output)
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise FacegenError(f"output {path} must end in one of {', '.join(IMAGE_SUFFIXES)}")
+        if path.suffix.lower() not in WRITABLE_SUFFIXES:
+            raise FacegenError(f"output {path} must end in one of {', '.join(WRITABLE_SUFFIXES)}")
         check_name(path)
         if path.is_dir():
             raise FacegenError(f"output {path} is a folder; give a file name, or use --out-dir")

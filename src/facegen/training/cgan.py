@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from facegen.models.cgan import PRESETS
 from facegen.models.layers import diff_augment
-from facegen.training.method import FixedBatch, Method, make_ema, unwrap, update_ema
+from facegen.training.method import FixedBatch, Method, flipped_rows, make_ema, unwrap, update_ema
 
 
 class CGANMethod(Method):
@@ -148,11 +148,7 @@ class CGANMethod(Method):
         columns = min(8, fixed.y.shape[0])
         y_base = fixed.y[:columns]
         z = torch.randn(columns, self.g_kwargs["z_dim"], generator=torch.Generator().manual_seed(fixed.seed))
-        rows = [y_base]
-        for a in range(self.n_attributes):
-            flipped = y_base.clone()
-            flipped[:, a] = 1.0 - flipped[:, a].round()
-            rows.append(flipped)
+        rows = flipped_rows(y_base)
         y_all = torch.cat(rows).to(self.fabric.device)
         x = G(z.repeat(len(rows), 1).to(self.fabric.device), y_all)
         G.train(was_training)

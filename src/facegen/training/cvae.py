@@ -62,7 +62,7 @@ import torch.nn.functional as F
 from facegen.models.cgan import Discriminator
 from facegen.models.cvae import Decoder, Encoder, kl_divergence
 from facegen.models.layers import diff_augment
-from facegen.training.method import FixedBatch, Method, make_ema, unwrap, update_ema
+from facegen.training.method import FixedBatch, Method, flipped_rows, make_ema, unwrap, update_ema
 
 
 def kl_weight_at(step: int, *, batch_size: int, kl_weight: float, warmup_kimg: float) -> float:
@@ -214,11 +214,7 @@ class CVAEMethod(Method):
         columns = min(8, fixed.y.shape[0])
         x_base, y_base = fixed.x[:columns].to(device), fixed.y[:columns].to(device)
         z = torch.randn(columns, self.net_kwargs["z_dim"], generator=torch.Generator().manual_seed(fixed.seed)).to(device)
-        rows = [y_base]
-        for a in range(self.n_attributes):
-            flipped = y_base.clone()
-            flipped[:, a] = 1.0 - flipped[:, a].round()
-            rows.append(flipped)
+        rows = flipped_rows(y_base)
         samples = self.G_ema(z.repeat(len(rows), 1), torch.cat(rows))
         reconstructions = self.G_ema(self.E_ema(x_base, y_base)[0], y_base)
         return torch.cat([samples, x_base, reconstructions]).cpu(), columns

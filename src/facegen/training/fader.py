@@ -37,9 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facegen.metrics.reconstruction import psnr_from_mse
 from facegen.models.layers import diff_augment
 from facegen.models.fader import Decoder, Encoder, LatentDiscriminator, PatchDiscriminator, shortcut_channels
-from facegen.training.method import FixedBatch, Method, unwrap
+from facegen.training.method import FixedBatch, Method, flipped_rows, unwrap
 
 PRESETS = ("default", "paper")
 
@@ -183,7 +184,7 @@ class FaderMethod(Method):
             self.fabric.backward(loss_d + loss_cls_d)
             self.opt_patch.step()
             losses |= {"patch_d": loss_d, "cls_d": loss_cls_d}
-        losses["psnr"] = 10 * torch.log10(4.0 / loss_rec.detach())  # on the [0, 1] scale
+        losses["psnr"] = psnr_from_mse(loss_rec.detach(), peak=2.0)  # the MSE of [-1, 1] images: PSNR on [0, 1]
         return {k: v.detach() for k, v in losses.items()}
 
     @torch.no_grad()
@@ -202,12 +203,7 @@ class FaderMethod(Method):
         """Columns: fixed validation faces. Rows: original, reconstruction, then each attribute flipped."""
         columns = min(8, fixed.y.shape[0])
         x, y = fixed.x[:columns].to(self.fabric.device), fixed.y[:columns].to(self.fabric.device)
-        ys = [y]
-        for a in range(self.n_attributes):
-            flipped = y.clone()
-            flipped[:, a] = 1.0 - flipped[:, a].round()
-            ys.append(flipped)
-        return torch.cat([x, self._decode(x, ys)]).cpu(), columns
+        return torch.cat([x, self._decode(x, flipped_rows(y))]).cpu(), columns
 
     @torch.no_grad()
     def validate(self, x: torch.Tensor, y: torch.Tensor, count: int = 256) -> dict[str, float]:
@@ -220,7 +216,7 @@ class FaderMethod(Method):
         """
         x, y = x[:count].to(self.fabric.device), y[:count].to(self.fabric.device)
         mse = (self._decode(x, [y]) - x).pow(2).flatten(1).mean(1) / 4.0  # (n,) on the [0, 1] scale
-        result = {"psnr": (10 * torch.log10(1.0 / mse)).mean().item()}
+        result = {"psnr": psnr_from_mse(mse).mean().item()}
         judge = self._load_judge()
         edit_names = [name for name in self.attribute_names if judge is not None and name in judge.names]
         if edit_names:  # the evaluation's own protocol; the judge runs on the CPU, where it was loaded

@@ -78,7 +78,7 @@ def training_loop(
     max_seconds: float | None = None,  # Stop (with a checkpoint) after this much wall time.
 ) -> Path | None:
     """Train; returns the run folder on rank 0 and None on the other processes."""
-    from facegen.data import is_cache, resolve_training_data
+    from facegen.data import is_cache, resolve_training_data, to_tensor
     from facegen.pretrained import save_pretrained
 
     run_dir = Path(run_dir)
@@ -110,7 +110,7 @@ def training_loop(
                            f"{cache.path}; use at most {len(train_index)}")
     batches = Batches(cache.images, labels, train_index, batch_size=batch_size, seed=seed, rank=rank, world_size=world)
     fixed_index = valid_index[:64]
-    fixed = FixedBatch(x=_to_float(cache.images[fixed_index]), y=torch.from_numpy(labels[fixed_index].astype(np.float32)),
+    fixed = FixedBatch(x=to_tensor(cache.images[fixed_index]), y=torch.from_numpy(labels[fixed_index].astype(np.float32)),
                        seed=seed)
 
     method = build_method(method_class(model), attribute_names=attributes, size=size, prior=prior,
@@ -195,7 +195,7 @@ def training_loop(
                 if rank == 0 and (step % sample_every == 0 or step == steps) and method.validates:
                     if valid is None:  # held-out images, decoded once
                         held_out = valid_index[:1000]
-                        valid = (_to_float(cache.images[held_out]), torch.from_numpy(labels[held_out].astype(np.float32)))
+                        valid = (to_tensor(cache.images[held_out]), torch.from_numpy(labels[held_out].astype(np.float32)))
                     row |= {f"val/{k}": v for k, v in method.validate(*valid).items()}
                 if rank == 0:
                     fabric.log_dict({k: v for k, v in row.items() if k != "step"}, step=step)
@@ -336,10 +336,6 @@ def _open_log(path: Path):
         return open(path, "a", encoding="utf-8")
     except OSError as error:
         raise refusal(path, error) from None
-
-
-def _to_float(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)  # (n, 3, S, S)
 
 
 def _save_samples(method, fixed: FixedBatch, path: Path, rank: int) -> None:

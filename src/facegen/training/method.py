@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from facegen.attributes import AttributePrior
+from facegen.data.images import to_tensor
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
@@ -52,7 +53,7 @@ class Batches:
         order = np.argsort(chosen)  # read the memory map in file order, then restore the batch order
         pixels = np.empty((len(chosen),) + self.images.shape[1:], dtype=np.uint8)
         pixels[order] = self.images[chosen[order]]
-        x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)  # (b, 3, S, S)
+        x = to_tensor(pixels)  # (b, 3, S, S) in [-1, 1]
         if self.flip:  # faces are left-right symmetric, and so are all 40 CelebA attributes
             mirror = torch.from_numpy(np.random.default_rng([self.seed, step, self.rank, 1]).random(len(chosen)) < 0.5)
             x[mirror] = x[mirror].flip(-1)
@@ -120,6 +121,22 @@ class Method:
             _unwrap(module).load_state_dict(state["modules"][name])
         for name, optimizer in self.optimizers().items():
             optimizer.load_state_dict(state["optimizers"][name])
+
+
+def flipped(y: torch.Tensor, column: int) -> torch.Tensor:
+    """A copy of attributes y (n, A) with one attribute flipped to the opposite of its rounded value.
+
+    >>> flipped(torch.tensor([[0.2, 1.0]]), 0).tolist()
+    [[1.0, 1.0]]
+    """
+    out = y.clone()
+    out[:, column] = 1.0 - out[:, column].round()
+    return out
+
+
+def flipped_rows(y: torch.Tensor) -> list[torch.Tensor]:
+    """The sample grids' rows of attributes: y (n, A) as it is, then one copy per attribute with it flipped."""
+    return [y] + [flipped(y, a) for a in range(y.shape[1])]
 
 
 def build_method(method_cls, *, attribute_names: list[str], size: int, prior: AttributePrior, batch_size: int,

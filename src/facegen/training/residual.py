@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from facegen.models.residual import ResidualEditor, apply_fields
-from facegen.training.method import FixedBatch, Method, make_ema, update_ema
+from facegen.training.method import FixedBatch, Method, flipped, make_ema, update_ema
 
 GRID_ATTRIBUTES = ("Male", "Blond_Hair", "Smiling", "Eyeglasses", "Young")  # the sample grid's rows, when present
 
@@ -111,9 +111,7 @@ class ResidualMethod(Method):
         fields = self.ema(x, y)
         rows = [x]
         for name in [n for n in GRID_ATTRIBUTES if n in self.attribute_names] or self.attribute_names[:4]:
-            target = y.clone()
-            column = self.attribute_names.index(name)
-            target[:, column] = 1.0 - target[:, column].round()
+            target = flipped(y, self.attribute_names.index(name))
             rows.append((x + apply_fields(fields, y, target)).clamp(-1, 1))
         return torch.cat(rows).cpu(), x.shape[0]
 

@@ -8,9 +8,6 @@ its own size. A photo that already is a CelebA-aligned crop (the sample
 faces) is kept as its centre square at PHOTO_SIDE pixels, edited as it is.
 Each model resizes the faces to its own size.
 
-    >>> import numpy as np
-    >>> psnr(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4, 3), np.uint8))
-    inf
 """
 
 from __future__ import annotations
@@ -27,6 +24,7 @@ from PIL import Image
 
 from facegen.data import load_image, square_resize
 from facegen.errors import FacegenError
+from facegen.metrics.reconstruction import pixel_psnr
 
 if TYPE_CHECKING:
     from facegen.align import AlignedFace
@@ -223,17 +221,11 @@ def sweep_strip(pipe, crop: Image.Image, name: str, source: np.ndarray) -> Image
                       tile_max=SWEEP_TILE)
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """Peak signal-to-noise ratio of two uint8 images, in dB (inf when equal)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
-
-
 def reconstruction_note(crop: Image.Image, reconstruction: Image.Image) -> tuple[float, str]:
     """The reconstruction's PSNR, and a warning when it is so poor that the photo is likely no aligned face."""
     if reconstruction.size != crop.size:  # a redrawing model's decode, at its size: compare at that size
         crop = crop.resize(reconstruction.size, Image.Resampling.LANCZOS)
-    db = psnr(np.asarray(crop.convert("RGB")), np.asarray(reconstruction.convert("RGB")))
+    db = pixel_psnr(np.asarray(crop.convert("RGB")), np.asarray(reconstruction.convert("RGB")))
     if math.isinf(db):
         return db, "Nothing is changed until a slider moves: the edit is added to the photo itself."
     if db < POOR_RECONSTRUCTION_DB:
