@@ -19,6 +19,7 @@ import sys
 from facegen import __version__
 from facegen.errors import FacegenError
 from facegen.kinds import KINDS, all_presets, either, kind
+from facegen.training.defaults import DEFAULTS as D
 from facegen.validation import MAX_COUNT, MAX_SIZE, SEED, float_type, int_type
 
 
@@ -267,26 +268,29 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init-from", metavar="RUN",
                        help="start a new run from another run's weights (same model and sizes; fresh optimizers, "
                             "step 0, this run's --set settings): fine-tuning with changed loss weights")
-    train.add_argument("--size", type=int_type(1, MAX_SIZE), help="image side in pixels (default 64)")
-    train.add_argument("--steps", type=int_type(1, MAX_COUNT), help="total training steps (default 5000)")
-    train.add_argument("--batch-size", type=int_type(1, 65536), help="images per step over all devices (default 64)")
-    train.add_argument("--seed", type=SEED, help="seed of initialisation, data order and noise (default 0)")
+    train.add_argument("--size", type=int_type(1, MAX_SIZE), help=f"image side in pixels (default {D['size']})")
+    train.add_argument("--steps", type=int_type(1, MAX_COUNT), help=f"total training steps (default {D['steps']})")
+    train.add_argument("--batch-size", type=int_type(1, 65536), help=f"images per step over all devices (default {D['batch_size']})")
+    train.add_argument("--seed", type=SEED, help=f"seed of initialisation, data order and noise (default {D['seed']})")
     train.add_argument("--preset", choices=all_presets(),
                        help="the architecture and loss of the model's recipe: "
                             + "; ".join(f"{k.name} {', '.join(k.presets)}" for k in KINDS.values() if k.presets))
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="a setting of the model's recipe, e.g. --set lr_g=1e-4 (repeatable)")
-    train.add_argument("--log-every", type=int_type(1, MAX_COUNT), help="steps between log lines (default 50)")
-    train.add_argument("--sample-every", type=int_type(1, MAX_COUNT), help="steps between sample grids (default 500)")
-    train.add_argument("--checkpoint-every", type=int_type(1, MAX_COUNT), help="steps between checkpoints (default 500)")
+    train.add_argument("--log-every", type=int_type(1, MAX_COUNT), help=f"steps between log lines (default {D['log_every']})")
+    train.add_argument("--sample-every", type=int_type(1, MAX_COUNT), help=f"steps between sample grids (default {D['sample_every']})")
+    train.add_argument("--checkpoint-every", type=int_type(1, MAX_COUNT),
+                       help=f"steps between checkpoints (default {D['checkpoint_every']})")
     train.add_argument("--max-minutes", type=float_type(0, 1e7, open_low=True), help="stop with a checkpoint after this many minutes")
     scale = train.add_argument_group("devices (Lightning Fabric; see docs/scaling.md)")
-    scale.add_argument("--accelerator", help="cpu, cuda, mps or auto (default auto)")
-    scale.add_argument("--devices", help="devices (processes) per node: a number, a list like 0,1 or auto (default 1); "
+    scale.add_argument("--accelerator", help=f"cpu, cuda, mps or auto (default {D['accelerator']})")
+    scale.add_argument("--devices", help="devices (processes) per node: a number, a list like 0,1 or auto "
+                                         f"(default {D['devices']}); "
                                          "with more than one, facegen starts the other processes itself")
-    scale.add_argument("--num-nodes", type=int_type(1, 1024), help="machines, when launched by torchrun, fabric run or srun (default 1)")
-    scale.add_argument("--strategy", help="auto or ddp (default auto, which is ddp on several devices)")
-    scale.add_argument("--precision", help="32-true, bf16-mixed or 16-mixed (GPU only) (default 32-true)")
+    scale.add_argument("--num-nodes", type=int_type(1, 1024),
+                       help=f"machines, when launched by torchrun, fabric run or srun (default {D['num_nodes']})")
+    scale.add_argument("--strategy", help=f"auto or ddp (default {D['strategy']}, which is ddp on several devices)")
+    scale.add_argument("--precision", help=f"32-true, bf16-mixed or 16-mixed (GPU only) (default {D['precision']})")
     scale.add_argument("--threads", type=int_type(1, 256), help="CPU threads per process")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(handler=_cmd_train)

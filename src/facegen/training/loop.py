@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -39,6 +40,7 @@ from facegen.attributes import AttributePrior
 from facegen.errors import FacegenError
 from facegen.files import append_line, guarded_write, refusal, writable_folder
 from facegen.training.checkpoint import load_checkpoint, save_checkpoint, tidy_run_folder
+from facegen.training.defaults import DEFAULTS as D
 from facegen.training.method import Batches, FixedBatch, build_method, step_seed, unwrap
 
 # Losses above this are treated as divergence, as are NaN and inf.
@@ -58,27 +60,28 @@ def training_loop(
     model: str,                      # Model kind: 'cgan', 'fader', 'cvae' or 'classifier'.
     data: str,                       # A cache folder (facegen prepare) or a data set folder.
     attributes: list[str],           # Attribute names to condition on (canonical names of the data).
-    size: int = 64,                  # Image side in pixels.
-    steps: int = 5000,               # Total optimisation steps.
-    batch_size: int = 64,            # Images per step, summed over all processes.
-    seed: int = 0,                   # Seed of data order, noise and initialisation.
+    size: int = D["size"],           # Image side in pixels.
+    steps: int = D["steps"],         # Total optimisation steps.
+    batch_size: int = D["batch_size"],  # Images per step, summed over all processes.
+    seed: int = D["seed"],           # Seed of data order, noise and initialisation.
     method_options: dict | None = None,  # Keyword arguments of the model's recipe (see its class).
-    log_every: int = 50,             # Steps between log lines / stats.jsonl rows.
-    sample_every: int = 500,         # Steps between sample grids.
-    checkpoint_every: int = 500,     # Steps between checkpoints (and model exports).
-    resume: str | None = None,       # A checkpoint or run folder to continue from.
-    init_from: str | None = None,    # A new run's starting weights: another run's folder or checkpoint.
-    accelerator: str = "auto",       # Fabric accelerator: 'cpu', 'cuda', 'auto'.
-    devices: int | str = 1,          # Devices per node.
-    num_nodes: int = 1,              # Machines.
-    strategy: str = "auto",          # Fabric strategy: 'auto', 'ddp', 'ddp_spawn', ...
-    precision: str = "32-true",      # Fabric precision: '32-true', 'bf16-mixed', '16-mixed'.
-    threads: int | None = None,      # CPU threads per process (default: torch's choice).
-    progress: bool = True,           # Show a progress bar.
-    max_seconds: float | None = None,  # Stop (with a checkpoint) after this much wall time.
+    log_every: int = D["log_every"],  # Steps between log lines / stats.jsonl rows.
+    sample_every: int = D["sample_every"],  # Steps between sample grids.
+    checkpoint_every: int = D["checkpoint_every"],  # Steps between checkpoints (and model exports).
+    resume: str | None = D["resume"],  # A checkpoint or run folder to continue from.
+    init_from: str | None = D["init_from"],  # A new run's starting weights: another run's folder or checkpoint.
+    accelerator: str = D["accelerator"],  # Fabric accelerator: 'cpu', 'cuda', 'auto'.
+    devices: int | str = D["devices"],  # Devices per node.
+    num_nodes: int = D["num_nodes"],  # Machines.
+    strategy: str = D["strategy"],   # Fabric strategy: 'auto', 'ddp', 'ddp_spawn', ...
+    precision: str = D["precision"],  # Fabric precision: '32-true', 'bf16-mixed', '16-mixed'.
+    threads: int | None = D["threads"],  # CPU threads per process (default: torch's choice).
+    progress: bool = D["progress"],  # Show a progress bar.
+    max_seconds: float | None = D["max_seconds"],  # Stop (with a checkpoint) after this much wall time.
 ) -> Path | None:
     """Train; returns the run folder on rank 0 and None on the other processes."""
     from facegen.data import is_cache, resolve_training_data, to_tensor
+    from facegen.training.options import check_batch_split
     from facegen.pretrained import save_pretrained
 
     run_dir = Path(run_dir)
@@ -91,9 +94,7 @@ def training_loop(
                                 precision=precision)
     fabric = _start_fabric(run_dir, **{k: options[k] for k in _FABRIC_SETTINGS})
     rank, world = fabric.global_rank, fabric.world_size
-    if batch_size % world:
-        raise FacegenError(f"--batch-size {batch_size} does not split evenly over {world} processes; "
-                           f"use a multiple of {world}")
+    check_batch_split(batch_size, world)  # again, now that the launcher's process count is known
 
     # A data set folder is cached once, by rank 0, before the others open it. A cache is opened by all at once, so a
     # mistake (the wrong --size, say) stops every process with its one-line message instead of leaving them waiting.
@@ -224,9 +225,8 @@ def training_loop(
 
 
 _FABRIC_SETTINGS = ("accelerator", "devices", "num_nodes", "strategy", "precision")
-_OPTION_NAMES = ("model", "data", "attributes", "size", "steps", "batch_size", "seed", "method_options",
-                 "log_every", "sample_every", "checkpoint_every", "resume", "accelerator", "devices", "num_nodes",
-                 "strategy", "precision", "threads", "max_seconds", "init_from")
+# What training_options.json records: every argument but the run folder (added last) and the progress bar.
+_OPTION_NAMES = tuple(name for name in inspect.signature(training_loop).parameters if name not in ("run_dir", "progress"))
 
 
 def _load_weights(method, checkpoint: dict, source: str) -> None:
@@ -248,15 +248,13 @@ def _load_weights(method, checkpoint: dict, source: str) -> None:
 
 def _fabric_settings(**settings) -> dict:
     """The Fabric settings of this run. Under `fabric run` its flags (LT_* variables) fill what facegen was not told."""
-    from facegen.training.options import DEFAULTS
-
     if os.environ.get("LT_CLI_USED") != "1":
         return settings
     for name, value in settings.items():
         launcher = os.environ.get(f"LT_{name.upper()}")
         if launcher is None or str(value) == launcher:
             continue
-        if str(value) != str(DEFAULTS[name]):
+        if str(value) != str(D[name]):
             raise FacegenError(f"--{name.replace('_', '-')} {value} contradicts `fabric run --{name.replace('_', '-')} "
                                f"{launcher}`; give it only once")
         settings[name] = int(launcher) if launcher.isdigit() else launcher
@@ -268,10 +266,11 @@ def _start_fabric(run_dir: Path, *, accelerator, devices, num_nodes, strategy, p
     from lightning.fabric import Fabric
     from lightning.fabric.loggers import TensorBoardLogger
 
+    from facegen.training.options import check_precision
+
     cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available()
                                    and not torch.backends.mps.is_available())
-    if str(precision).startswith("16") and cpu:  # Fabric would quietly switch to bf16 instead
-        raise FacegenError(f"--precision {precision} needs a GPU; on CPU use 32-true (fastest there) or bf16-mixed")
+    check_precision(precision, cpu=cpu)  # again, now that "auto" has found (or not) a GPU
     try:
         fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
                         precision=precision,

@@ -13,15 +13,13 @@ from pathlib import Path
 from facegen.attributes import parse_attribute_list
 from facegen.errors import FacegenError
 from facegen.kinds import KINDS
+from facegen.training.defaults import DEFAULTS
 from facegen.files import refusal, writable_folder
 from facegen.validation import check_method_options, check_size
 
 # Settings a resumed run may change without changing what it trains.
 RESUMABLE = ("steps", "accelerator", "devices", "num_nodes", "strategy", "precision", "threads", "progress",
              "max_seconds", "log_every", "sample_every", "checkpoint_every")
-DEFAULTS = {"size": 64, "steps": 5000, "batch_size": 64, "seed": 0, "log_every": 50, "sample_every": 500,
-            "checkpoint_every": 500, "accelerator": "auto", "devices": 1, "num_nodes": 1, "strategy": "auto",
-            "precision": "32-true", "threads": None, "progress": True, "max_seconds": None, "init_from": None}
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
 # Fabric strategies the loop supports: one process per device, launched before the loop runs, full replicas
 # (rank 0 alone saves them). ddp_spawn/ddp_fork would need the loop inside fabric.launch(fn); FSDP and DeepSpeed
@@ -143,17 +141,32 @@ def _check_devices(options: dict) -> dict:
                            "device, started by --devices N, torchrun, fabric run or srun (see docs/scaling.md)")
     if str(options["precision"]) not in PRECISIONS:
         raise FacegenError(f"--precision must be one of {', '.join(PRECISIONS)}, got {options['precision']}")
-    if str(options["precision"]).startswith("16") and options["accelerator"] == "cpu":
-        raise FacegenError(f"--precision {options['precision']} needs a GPU; on CPU use 32-true (fastest there) "
-                           "or bf16-mixed")
+    check_precision(options["precision"], cpu=options["accelerator"] == "cpu")
     count = devices if isinstance(devices, int) and devices > 0 else None
     if isinstance(devices, str) and devices != "auto":
         count = len(indices)
-    if count and int(options["batch_size"]) % (count * int(options["num_nodes"])):
-        processes = count * int(options["num_nodes"])
-        raise FacegenError(f"--batch-size {options['batch_size']} does not split evenly over {processes} processes "
-                           f"(--devices x --num-nodes); use a multiple of {processes}")
+    if count:
+        check_batch_split(int(options["batch_size"]), count * int(options["num_nodes"]), " (--devices x --num-nodes)")
     return options
+
+
+def check_precision(precision: str, *, cpu: bool) -> None:
+    """16-bit floats need a GPU (on a CPU, Fabric would quietly switch to bf16 instead)."""
+    if str(precision).startswith("16") and cpu:
+        raise FacegenError(f"--precision {precision} needs a GPU; on CPU use 32-true (fastest there) or bf16-mixed")
+
+
+def check_batch_split(batch_size: int, processes: int, why: str = "") -> None:
+    """Every process takes an equal share of each global batch.
+
+    >>> check_batch_split(64, 3)
+    Traceback (most recent call last):
+    ...
+    facegen.errors.FacegenError: --batch-size 64 does not split evenly over 3 processes; use a multiple of 3
+    """
+    if batch_size % processes:
+        raise FacegenError(f"--batch-size {batch_size} does not split evenly over {processes} processes{why}; "
+                           f"use a multiple of {processes}")
 
 
 def _attributes(model: str, text, data: str) -> list[str]:
