@@ -22,13 +22,11 @@ attributes out of z (the decoder gets y for free, so paying nats to encode
 it in z is a waste that only the KL penalises). Free bits exempt the first
 lambda nats of every dimension from that pressure (32 nats for lambda =
 0.25 and 128 dimensions), far more than the ~8 nats that 12 binary
-attributes need, so they would leave the attribute shortcut open. The warm-up (0 -> kl_weight, linear, over `kl_warmup_kimg`)
-is short (10 kimg, ~5% of the shipped run): this decoder has no
-autoregressive path that could model faces without z, so posterior
-collapse is not the danger; a prior that the codes drift away from is.
-In a smoke run whose warm-up was slow (30 kimg to 0.5), the KL sat at
-~400 nats after 6 kimg and prior samples were checkerboard noise while
-reconstructions were already faces.
+attributes need, so they would leave the attribute shortcut open. The
+warm-up (0 -> kl_weight, linear, over `kl_warmup_kimg`) is short by
+default: this decoder has no autoregressive path that could model faces
+without z, so posterior collapse is not the danger; a prior that the codes
+drift away from is (docs/notes/cvae.md has the runs).
 
 The KL is weighed against an L1 reconstruction as a Laplace likelihood:
 loss = mean|x - x'| + kl_weight * KL / (3 S^2), i.e. kl_weight is the
@@ -39,19 +37,9 @@ samples that fit N(0, I) less well.
 Against blur: the adversarial term. `validate` measures it on held-out
 faces: reconstruction PSNR (from mu) and "sharpness", the Laplacian
 variance of prior samples and reconstructions relative to real images
-(1 = as sharp as the data); a run with `adv_weight=0 aux_weight=0` is the
-ablation. Measured from the shipped run's step-1500 checkpoint, 100 more
-steps each (6.4 kimg), on 200 validation faces:
-
-    adv_weight  recon PSNR  sharpness rec  sharpness prior
-    0.05        18.63 dB    0.55           1.59
-    0.02        18.88 dB    0.49           1.59
-    0 (no D)    19.18 dB    0.26           1.20
-
-Without the adversarial term the reconstructions lose half their
-high-frequency energy within 6 kimg and look blurred, for +0.55 dB. With
-it they keep it, but part of what the statistic counts is mottled texture,
-not detail: values above 1 for prior samples are artefacts.
+(1 = as sharp as the data; above 1 for prior samples means artefacts, not
+detail); a run with `adv_weight=0 aux_weight=0` is the ablation, and
+docs/notes/cvae.md records what it measured.
 """
 
 from __future__ import annotations

@@ -20,15 +20,9 @@ it cannot be fooled into accepting the decoder's idea of "blond".
 
 Preset `paper`: the 2017 recipe alone (no patch discriminator terms).
 
-Measured (64 px, 12 attributes, batch 32, one CPU thread, celeba9k):
-- cost: 0.97 GFLOP per image per step (FlopCounterMode; `paper` preset
-  0.35), about 50 images/s; an edit costs 85 MFLOP per image;
-- cls_weight 0.05 left the decoder ignoring y: after 1,000 steps the
-  reconstruction PSNR on 200 validation faces was 24.0 dB, but a flipped
-  Male was read as flipped by the classifier for 13% of women (Eyeglasses
-  2%). The attribute loss is a mean over A attributes of which one changes,
-  so its pull on that one is cls_weight / A; at cls_weight 1.0, 200 steps
-  already gave 77% for women -> men and 34% for glasses on.
+The attribute loss is a mean over A attributes of which one changes, so its
+pull on that one is cls_weight / A: too small a cls_weight leaves the
+decoder ignoring y (docs/notes/fader.md has the measurements and costs).
 """
 
 from __future__ import annotations
