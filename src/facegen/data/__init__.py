@@ -1,5 +1,7 @@
 """Data: CelebA and custom labelled folders, image helpers, the preprocessed cache.
 
+(Skipped as a doctest: it needs the CelebA sample on disk; tests/test_data_cache.py runs the same on fixtures.)
+
     >>> from facegen.data import open_dataset, prepare_cache, open_cache   # doctest: +SKIP
     >>> cache = open_cache(prepare_cache(open_dataset("celeba-9k"), size=64, out="cache/c64").path)  # doctest: +SKIP
     >>> x = to_tensor(cache.images[cache.indices("train")[:16]])   # (16, 3, 64, 64) in [-1, 1]  # doctest: +SKIP

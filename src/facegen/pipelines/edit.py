@@ -1,5 +1,7 @@
 """Edit photos: the change an editing model asks for, applied to the photo at its own resolution.
 
+(Skipped as a doctest: it needs a photo.jpg and the shipped residual editor; tests/test_edit.py runs the same calls.)
+
     >>> from facegen.pipelines import EditPipeline
     >>> pipe = EditPipeline.from_pretrained("residual")                   # doctest: +SKIP
     >>> out = pipe.edit(["photo.jpg"], request="male=0 young=0.3")      # doctest: +SKIP

@@ -2,10 +2,10 @@
 
     >>> import torch
     >>> from facegen.pipelines import GenerationPipeline
-    >>> pipe = GenerationPipeline.from_pretrained("cgan")              # doctest: +SKIP
+    >>> pipe = GenerationPipeline.from_pretrained("cgan")              # the shipped cGAN
     >>> out = pipe("young=1 blond=1 male=0 attractive=1", n=4,
-    ...            generator=torch.Generator().manual_seed(0))          # doctest: +SKIP
-    >>> out.images[0].size                                              # doctest: +SKIP
+    ...            generator=torch.Generator().manual_seed(0))
+    >>> out.images[0].size
     (64, 64)
 
 Attributes the request leaves out are drawn from the training labels given

@@ -1,5 +1,7 @@
 """The browser app (`facegen serve`). Gradio is imported only here, and only when the app starts.
 
+(Skipped as a doctest: it starts a server that runs until stopped; tests/test_web_app.py starts one and stops it.)
+
     >>> from facegen.web import serve_models                        # doctest: +SKIP
     >>> serve_models(["runs/cgan"], port=7860)                      # doctest: +SKIP
 

@@ -4,6 +4,7 @@
     facegen serve --model runs/fader --port 8000      # plus a model of your own
     facegen serve --host 0.0.0.0                      # reachable from the network (no login!)
 
+    (skipped as a doctest: it serves until stopped; tests/test_web_app.py builds and drives the app)
     >>> from facegen.web.app import build_app          # doctest: +SKIP
     >>> demo = build_app(Catalog.load(["runs/cgan"]))   # doctest: +SKIP
     >>> demo.queue(max_size=64).launch()                # doctest: +SKIP
