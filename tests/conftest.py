@@ -10,6 +10,10 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+# Data, not tests: collecting fixtures/make_fixtures.py for doctests would put fixtures/ on sys.path, and its
+# torchvision/ folder (a CelebA layout) would then shadow the real torchvision package.
+collect_ignore = ["fixtures"]
+
 # Settings that make every model tiny, so a training test takes seconds.
 TINY = {
     "cgan": ["--set", "g_channels=32", "--set", "d_channels=32"],
