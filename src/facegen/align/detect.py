@@ -90,16 +90,21 @@ def models_folder() -> Path | None:
     return None
 
 
-@functools.lru_cache(maxsize=1)
-def align_available() -> bool:
-    """True when dlib imports and the 5-point landmark model is installed."""
-    if models_folder() is None:
+def dlib_ready(folder: Path | None) -> bool:
+    """True when dlib's model files were found (`folder` is not None) and dlib itself imports."""
+    if folder is None:
         return False
     try:
         import dlib  # noqa: F401
     except ImportError:
         return False
     return True
+
+
+@functools.lru_cache(maxsize=1)
+def align_available() -> bool:
+    """True when dlib imports and the 5-point landmark model is installed."""
+    return dlib_ready(models_folder())
 
 
 def detect_faces(image: Image.Image, *, detector: str = "hog", min_score: float = 0.0,

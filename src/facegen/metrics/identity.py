@@ -57,13 +57,9 @@ def _models_folder() -> Path | None:
 @functools.lru_cache(maxsize=1)
 def identity_available() -> bool:
     """True when dlib imports and the two model files are installed."""
-    if _models_folder() is None:
-        return False
-    try:
-        import dlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    from facegen.align.detect import dlib_ready
+
+    return dlib_ready(_models_folder())
 
 
 def _model(name: str):

@@ -22,7 +22,7 @@ from facegen.web.faces import OutputFolder
 from facegen.web.photos import (ALREADY_ALIGNED, OpenedPhoto, can_find_faces, chosen_faces, edit_face, edit_photo,
                                 faces_note, model_input, open_crop, open_photo, own_attributes, reconstruction_note,
                                 sample_paths, sweep_strip)
-from facegen.web.ui import CONCURRENCY_ID, attribute_label, slider_pairs, user_errors
+from facegen.web.ui import CONCURRENCY_ID, attribute_label, no_models_note, slider_pairs, user_errors
 
 NO_PHOTO = "Upload a photo or pick a sample face to start."
 ALL_FACES = "all"  # the face choice that edits every face found, like `facegen edit --align` without --face
@@ -32,8 +32,7 @@ def build_edit_tab(catalog: Catalog, outputs: OutputFolder) -> None:
     """Add the tab's components and events to the Blocks being built."""
     entries = catalog.editors
     if not entries:
-        gr.Markdown("No model that edits photos is loaded. Start the app with `--model PATH` pointing to a "
-                    "residual, fader or cvae model (e.g. a training run folder).")
+        gr.Markdown(no_models_note("edit"))
         return
     names = Catalog.attribute_union(entries)
     first = entries[0]

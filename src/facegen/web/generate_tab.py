@@ -15,7 +15,7 @@ import gradio as gr
 from facegen.web.catalog import Catalog
 from facegen.validation import MAX_SEED
 from facegen.web.faces import MAX_FACES, OutputFolder, face_grid, generate_faces, whole_number
-from facegen.web.ui import CONCURRENCY_ID, slider_pairs, user_errors
+from facegen.web.ui import CONCURRENCY_ID, no_models_note, slider_pairs, user_errors
 
 DEFAULT_COUNT = 8
 
@@ -24,8 +24,7 @@ def build_generate_tab(catalog: Catalog, outputs: OutputFolder) -> None:
     """Add the tab's components and events to the Blocks being built."""
     entries = catalog.generators
     if not entries:
-        gr.Markdown("No model that generates faces is loaded. Start the app with `--model PATH` pointing to a "
-                    "cgan or cvae model (e.g. a training run folder).")
+        gr.Markdown(no_models_note("generate"))
         return
     names = Catalog.attribute_union(entries)  # one slider per attribute name any generator takes
     first = entries[0]

@@ -14,6 +14,15 @@ from facegen.errors import FacegenError
 CONCURRENCY_ID = "model"
 
 
+def no_models_note(task: str) -> str:
+    """What a tab shows when no loaded model can do `task` ("generate" or "edit"), naming the kinds that can."""
+    from facegen.kinds import either, names
+
+    what = {"generate": "generates faces", "edit": "edits photos"}[task]
+    return (f"No model that {what} is loaded. Start the app with `--model PATH` pointing to a "
+            f"{either(names(can=task))} model (e.g. a training run folder).")
+
+
 def user_errors(fn):
     """Show a FacegenError (a bad upload, an unknown model) as a readable message on the page, not "Error"."""
 
