@@ -18,7 +18,7 @@ import sys
 
 from facegen import __version__
 from facegen.errors import FacegenError
-from facegen.kinds import KINDS, all_presets, either, kind
+from facegen.kinds import DEFAULT_MODELS, KINDS, all_presets, either, kind, names
 from facegen.training.defaults import DEFAULTS as D
 from facegen.validation import MAX_COUNT, MAX_SIZE, SEED, float_type, int_type
 
@@ -236,6 +236,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    editors, redrawers = names(can="edit"), either(names(can="edit", encoder_decoder=True))  # for the help texts
     parser = _Parser(prog="facegen", description=__doc__.split("\n\n")[0],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"facegen {__version__}")
@@ -299,7 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("attributes", nargs="*", metavar="NAME=VALUE",
                           help="e.g. young=1 blond=1 male=0 attractive=1 (values in [0, 1]); unnamed ones follow the data")
     generate.add_argument("--attributes-file", help="a YAML or JSON file of name: value pairs")
-    generate.add_argument("--model", default="cgan", help="a shipped model (cgan, cvae) or a model folder (default cgan)")
+    generate.add_argument("--model", default=DEFAULT_MODELS["generate"],
+                          help=f"a shipped model ({', '.join(names(can='generate'))}) or a model folder "
+                               f"(default {DEFAULT_MODELS['generate']})")
     generate.add_argument("-n", type=int, default=16, help="number of faces (default 16)")
     generate.add_argument("--seed", type=SEED, default=0, help="the same seed gives the same faces (default 0)")
     generate.add_argument("-o", "--output", default="faces.png", help="grid image to write (default faces.png)")
@@ -309,16 +312,17 @@ def build_parser() -> argparse.ArgumentParser:
     generate.set_defaults(handler=_cmd_generate)
 
     evaluate = commands.add_parser("evaluate", help="measure a model: attribute control, FID/KID, edits, reconstruction")
-    evaluate.add_argument("--model", required=True, help="a shipped model (cgan, fader, cvae) or a model folder")
+    evaluate.add_argument("--model", required=True, help="a shipped model or a model folder")
     evaluate.add_argument("--data", required=True, help="a cache (facegen prepare) at the model's size; its validation split is used")
-    evaluate.add_argument("--classifier", default="classifier", help="the attribute classifier that judges (default: shipped)")
+    evaluate.add_argument("--classifier", default=DEFAULT_MODELS["classify"],
+                          help="the attribute classifier that judges (default: shipped)")
     evaluate.add_argument("--metrics", help="comma list of accuracy,control,fid,edit (default: all the model supports; "
                                             "control and fid measure cgan and cvae, edit fader and cvae)")
     evaluate.add_argument("--decision", "--judge", dest="decision", choices=("plain", "balanced"), default="plain",
                           help="how the judge (the classifier) decides: plain (default; prob > 0.5) or balanced (its training "
                                "priors taken out; see docs/notes/classifier.md for why it is not the default)")
     evaluate.add_argument("--redraw", action="store_true",
-                          help="fader or cvae: measure the model's own decodes (and their reconstruction) instead "
+                          help=f"{redrawers}: measure the model's own decodes (and their reconstruction) instead "
                                "of the changes they apply to a photo")
     evaluate.add_argument("--n-fid", type=int_type(2, 10**6), default=2000, help="generated faces for FID/KID (default 2000)")
     evaluate.add_argument("--n-per-value", type=int_type(1, 10**6), default=200, help="faces per attribute value for control (default 200)")
@@ -333,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="the browser app: generate faces with sliders, edit a photo")
     serve.add_argument("--model", action="append", metavar="PATH",
-                       help="also offer this cgan, fader or cvae model folder, or use this attribute classifier "
+                       help="also offer this model folder, or use it as the attribute classifier "
                             "for photos (repeatable); the shipped models are always offered")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
@@ -357,10 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--flip", action="append", metavar="ATTR",
                       help="set this attribute to the opposite of each photo's own value (repeatable)")
     edit.add_argument("--attributes-file", help="a YAML or JSON file of name: value pairs")
-    edit.add_argument("--model", default="residual",
-                      help="a shipped model (residual, fader, cvae) or a model folder (default residual)")
+    edit.add_argument("--model", default=DEFAULT_MODELS["edit"],
+                      help=f"a shipped model ({', '.join(editors)}) or a model folder (default {DEFAULT_MODELS['edit']})")
     edit.add_argument("--redraw", action="store_true",
-                      help="fader or cvae: return the model's own decode at its size (the 2018 study's way) instead "
+                      help=f"{redrawers}: return the model's own decode at its size (the 2018 study's way) instead "
                            "of applying the change to the photo")
     edit.add_argument("--classifier", help="attribute classifier that reads a photo's own values (default: shipped)")
     edit.add_argument("-o", "--output", default="edited.png", help="output image for one photo (default edited.png)")
@@ -384,9 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--steps", type=int_type(2, 64), default=8, help="edits per row (default 8)")
     sweep.add_argument("--low", type=float_type(-1e6, 1e6), default=0.0, help="first value (default 0)")
     sweep.add_argument("--high", type=float_type(-1e6, 1e6), default=1.0, help="last value (default 1)")
-    sweep.add_argument("--model", default="residual",
-                       help="a shipped model (residual, fader, cvae) or a model folder (default residual)")
-    sweep.add_argument("--redraw", action="store_true", help="fader or cvae: show the model's decodes (see edit --redraw)")
+    sweep.add_argument("--model", default=DEFAULT_MODELS["edit"],
+                       help=f"a shipped model ({', '.join(editors)}) or a model folder (default {DEFAULT_MODELS['edit']})")
+    sweep.add_argument("--redraw", action="store_true", help=f"{redrawers}: show the model's decodes (see edit --redraw)")
     sweep.add_argument("--classifier", help="attribute classifier that reads the photo's own values (default: shipped)")
     sweep.add_argument("-o", "--output", default="sweep.png", help="grid image to write (default sweep.png)")
     sweep.add_argument("--extrapolate", action="store_true", help="allow --low/--high beyond [0, 1] (up to -3..4)")

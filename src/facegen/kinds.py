@@ -36,6 +36,7 @@ class Kind:
     method: str                # its training recipe, "module:Class" (facegen.training.*)
     presets: tuple[str, ...] = ()  # the recipe's `preset` values (architecture and loss), if it has the setting
     encoder_decoder: bool = False  # edits by decode(encode(x), y'): can also redraw the face (`redraw=True`)
+    encoder_takes_y: bool = False  # its encoder reads the photo's own attributes with the photo
     sampler: str | None = None  # generators: the module that maps (z, y) to faces
     summary: str = ""          # what it is, for --help
 
@@ -82,12 +83,18 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          "facegen.training.fader:FaderMethod", presets=("default", "paper"), encoder_decoder=True,
          summary="Fader Networks: an encoder-decoder with attribute-free codes"),
     Kind("cvae", {"encoder": "facegen.models.cvae:Encoder", "decoder": "facegen.models.cvae:Decoder"},
-         ("generate", "edit"), "facegen.training.cvae:CVAEMethod", encoder_decoder=True, sampler="decoder",
+         ("generate", "edit"), "facegen.training.cvae:CVAEMethod", encoder_decoder=True, encoder_takes_y=True,
+         sampler="decoder",
          summary="conditional VAE: generates and edits"),
     Kind("classifier", {"classifier": "facegen.models.classifier:AttributeClassifier"}, ("classify",),
          "facegen.training.classifier:ClassifierMethod",
          summary="the attribute classifier that reads photos and judges the others"),
 )}
+
+
+# The shipped model each task uses when none is named (a name in facegen/weights/): `facegen generate`, `edit` and
+# `sweep`, the pipelines' from_pretrained, the judge of `facegen evaluate`, and the reader of a photo's own values.
+DEFAULT_MODELS = {"generate": "cgan", "edit": "residual", "classify": "classifier"}
 
 
 def kind(name: str) -> Kind:

@@ -49,7 +49,7 @@ def held_out(cache, attribute_names: list[str], n: int | None = None) -> tuple[t
     return to_tensor(pixels), torch.from_numpy(cache.labels[index][:, columns].astype(np.float32)), pixels
 
 
-def evaluate(*, model: str, data: str, out: str | Path, classifier: str = "classifier", n_fid: int = 2000,
+def evaluate(*, model: str, data: str, out: str | Path, classifier: str | None = None, n_fid: int = 2000,
              n_per_value: int = 200, n_edit: int = 500, n_identity: int = 100, seed: int = 0,
              metrics: tuple[str, ...] | None = None, decision: str = "plain", redraw: bool = False,
              label: str | None = None, progress: bool = True) -> list[dict]:

@@ -31,12 +31,13 @@ DECISIONS = ("plain", "balanced")
 class Judge:
     """An attribute classifier (a shipped name or a model folder) and how it decides; `judge(x)` -> (B, 40)."""
 
-    def __init__(self, name_or_path: str | Path = "classifier", *, decision: str = "plain"):
-        from facegen.kinds import KINDS
+    def __init__(self, name_or_path: str | Path | None = None, *, decision: str = "plain"):
+        from facegen.kinds import DEFAULT_MODELS, KINDS
         from facegen.pretrained import load_pretrained
 
         if decision not in DECISIONS:
             raise FacegenError(f"the judge's decision must be one of {', '.join(DECISIONS)}, got {decision!r}")
+        name_or_path = name_or_path or DEFAULT_MODELS["classify"]  # the shipped classifier
         self.pretrained = load_pretrained(name_or_path)
         if not KINDS[self.pretrained.kind].can_classify:
             raise FacegenError(f"{name_or_path} is a {self.pretrained.kind} model, not an attribute classifier")

@@ -50,7 +50,7 @@ from PIL import Image
 
 from facegen.attributes import EXTRAPOLATE_RANGE, parse_attribute_list, parse_request, resolve_name
 from facegen.errors import FacegenError
-from facegen.kinds import either, names
+from facegen.kinds import DEFAULT_MODELS, KINDS, either, names
 from facegen.pipelines.photo_attributes import ImageLike, PhotoAttributes
 from facegen.pretrained import Pretrained, load_pretrained
 
@@ -109,7 +109,7 @@ class EditPipeline(PhotoAttributes):
         self._lock = threading.Lock()
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike = "residual", *, device: str = "cpu",
+    def from_pretrained(cls, name_or_path: str | os.PathLike = DEFAULT_MODELS["edit"], *, device: str = "cpu",
                         classifier: str | os.PathLike | None = None, batch_size: int = 64,
                         redraw: bool = False) -> "EditPipeline":
         return cls(load_pretrained(name_or_path, device=device), classifier=classifier, batch_size=batch_size,
@@ -127,7 +127,7 @@ class EditPipeline(PhotoAttributes):
         if self.kind not in ENCODER_DECODERS:
             raise FacegenError(f"a {self.kind} model has no code to encode into; use prepare() and change()")
         x = self.fit(x).to(self.device)
-        if self.kind == "fader":
+        if not KINDS[self.kind].encoder_takes_y:  # the fader's encoder: the photo alone
             return self.modules["encoder"](x)  # (B, C, 8, 8)
         if y is None:
             raise FacegenError("the cVAE encodes a photo together with its own attributes; pass y")
@@ -153,7 +153,7 @@ class EditPipeline(PhotoAttributes):
             if key in self._prepared:
                 self._prepared.move_to_end(key)
                 return self._prepared[key]
-        if self.kind == "residual":
+        if self.kind not in ENCODER_DECODERS:  # a residual editor: change fields, one per attribute
             faces = PreparedFaces(x, y, fields=self.modules["editor"](x, y))
         else:
             code = self.encode(x, y)
@@ -170,7 +170,7 @@ class EditPipeline(PhotoAttributes):
         from facegen.models.residual import apply_fields
 
         y_target = torch.as_tensor(np.asarray(y_target, np.float32)).to(self.device)
-        if self.kind == "residual":
+        if faces.fields is not None:
             change = apply_fields(faces.fields, faces.y, y_target)
         elif self.redraw:  # the decode, as a change of the face
             change = self.decode(faces.code, y_target) - faces.x
@@ -269,7 +269,7 @@ class EditPipeline(PhotoAttributes):
             source = np.asarray(source_attributes, dtype=np.float32).reshape(n, len(names))
             sources = ["given"] * n
         elif (not parsed and not flips and not self.redraw) or (
-                self.redraw and self.kind == "fader" and not flips and set(parsed) == set(names)):
+                self.redraw and not KINDS[self.kind].encoder_takes_y and not flips and set(parsed) == set(names)):
             # Nothing asked: the photo comes back as it was. A redrawing fader told every value: its encoder
             # does not take the photo's own.
             source, sources = np.zeros((n, len(names)), np.float32), ["not needed"] * n

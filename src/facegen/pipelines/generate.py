@@ -26,7 +26,7 @@ from PIL import Image
 
 from facegen.attributes import AttributePrior, parse_request
 from facegen.errors import FacegenError
-from facegen.kinds import KINDS, either, names
+from facegen.kinds import DEFAULT_MODELS, KINDS, either, names
 from facegen.models.cgan import FoldedGenerator, Generator
 from facegen.pretrained import Pretrained, load_pretrained
 
@@ -73,7 +73,7 @@ class GenerationPipeline:
         self.prior: AttributePrior | None = pretrained.prior
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path = "cgan", *, device: str = "cpu", fast: bool = True,
+    def from_pretrained(cls, name_or_path: str | Path = DEFAULT_MODELS["generate"], *, device: str = "cpu", fast: bool = True,
                         dtype: torch.dtype = torch.float32) -> "GenerationPipeline":
         return cls(load_pretrained(name_or_path, device=device), fast=fast, dtype=dtype)
 

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from facegen.errors import FacegenError
-from facegen.kinds import KINDS
+from facegen.kinds import DEFAULT_MODELS, KINDS
 from facegen.pretrained import Pretrained, load_pretrained
 
 ImageLike = str | os.PathLike | Image.Image
@@ -111,7 +111,7 @@ class PhotoAttributes:
                 self._classifier = spec
             else:
                 try:
-                    self._classifier = load_pretrained(spec or "classifier", device=self.device)
+                    self._classifier = load_pretrained(spec or DEFAULT_MODELS["classify"], device=self.device)
                 except FacegenError as error:
                     if spec:
                         raise

@@ -229,7 +229,7 @@ class FaderMethod(Method):
             try:
                 from facegen.metrics.judge import Judge
 
-                judge = Judge("classifier")
+                judge = Judge()  # the shipped classifier
                 self._judge = judge if judge.pretrained.config.get("size") == self.size else False
             except Exception:  # noqa: BLE001 - monitoring only; training goes on without it
                 self._judge = False

@@ -57,7 +57,7 @@ def method_class(model: str):
 def training_loop(
     *,
     run_dir: str,                    # Output folder of this run (created; must be empty unless resuming).
-    model: str,                      # Model kind: 'cgan', 'fader', 'cvae' or 'classifier'.
+    model: str,                      # Model kind: a name in facegen.kinds.KINDS.
     data: str,                       # A cache folder (facegen prepare) or a data set folder.
     attributes: list[str],           # Attribute names to condition on (canonical names of the data).
     size: int = D["size"],           # Image side in pixels.
