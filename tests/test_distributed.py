@@ -122,18 +122,18 @@ def test_bf16_mixed_on_cpu_trains(tiny_cache, tmp_path):
 
 def test_fabric_run_flags_fill_what_facegen_was_not_told(monkeypatch):
     from facegen.errors import FacegenError
-    from facegen.training.loop import _fabric_settings
+    from facegen.training.loop import fabric_settings
 
     defaults = {"accelerator": "auto", "devices": 1, "num_nodes": 1, "strategy": "auto", "precision": "32-true"}
-    assert _fabric_settings(**defaults) == defaults  # not under `fabric run`
+    assert fabric_settings(**defaults) == defaults  # not under `fabric run`
     monkeypatch.setenv("LT_CLI_USED", "1")
     monkeypatch.setenv("LT_DEVICES", "4")
     monkeypatch.setenv("LT_NUM_NODES", "2")
     monkeypatch.setenv("LT_PRECISION", "bf16-mixed")
-    assert _fabric_settings(**defaults) == defaults | {"devices": 4, "num_nodes": 2, "precision": "bf16-mixed"}
-    assert _fabric_settings(**defaults | {"devices": 4})["devices"] == 4
+    assert fabric_settings(**defaults) == defaults | {"devices": 4, "num_nodes": 2, "precision": "bf16-mixed"}
+    assert fabric_settings(**defaults | {"devices": 4})["devices"] == 4
     with pytest.raises(FacegenError, match="contradicts `fabric run --devices 4`"):
-        _fabric_settings(**defaults | {"devices": 2})
+        fabric_settings(**defaults | {"devices": 2})
 
 
 def test_the_gpu_benchmark_runs_as_a_cpu_smoke_check(tmp_path, monkeypatch):

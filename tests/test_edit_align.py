@@ -37,10 +37,10 @@ def test_align_edits_the_face_and_keeps_the_photo(tiny_fader, tmp_path, capsys):
     from facegen.align import detect_faces
     from facegen.data import load_image
     from facegen.pipelines.own_photo import align_faces
-    from test_web import _near_square
+    from test_web import near_square
 
     image = load_image(PHOTO)
-    near = _near_square(align_faces(image, detect_faces(image))[0], image.size)
+    near = near_square(align_faces(image, detect_faces(image))[0], image.size)
     assert not changed[~near].any()  # only the face's square (and the margin its change fades over) changes
 
 

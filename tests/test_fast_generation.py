@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facegen.models.cgan import FoldedGenerator, Generator, _interleave_phases, _phase_weights
+from facegen.models.cgan import FoldedGenerator, Generator, interleave_phases, phase_weights
 
 TOLERANCE = 1e-4  # in [-1, 1]; measured differences are about 4e-6, one 8-bit level is 7.8e-3
 
@@ -40,7 +40,7 @@ def test_a_tiny_random_generator_folds_to_the_same_faces(size, channels, batch):
 def test_the_phase_convolution_is_the_transposed_convolution():
     weight, x = torch.randn(8, 5, 4, 4), torch.randn(2, 8, 6, 7)
     expected = F.conv_transpose2d(x, weight, stride=2, padding=1)
-    got = _interleave_phases(F.conv2d(x, _phase_weights(weight), padding=1))
+    got = interleave_phases(F.conv2d(x, phase_weights(weight), padding=1))
     assert torch.allclose(got, expected, atol=1e-5)
 
 

@@ -83,7 +83,7 @@ def test_missing_models_make_identity_unavailable(monkeypatch):
     finally:
         monkeypatch.undo()
         identity_available.cache_clear()
-    assert identity.identity_available() == (identity._models_folder() is not None and _dlib_imports())
+    assert identity.identity_available() == (identity.descriptor_folder() is not None and _dlib_imports())
 
 
 def _dlib_imports() -> bool:

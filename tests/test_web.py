@@ -234,7 +234,7 @@ def test_an_aligned_crop_is_edited_as_it_is(catalog):
 # --------------------------------------------------------------------------- own photos (the path of edit --align)
 
 
-def _near_square(aligned, size) -> np.ndarray:
+def near_square(aligned, size) -> np.ndarray:
     """bool (H, W): photo pixels within the aligned square and the margin its change may fade over."""
     from facegen.pipelines.change import REACH
 
@@ -287,7 +287,7 @@ def test_an_ordinary_photo_is_found_aligned_edited_and_pasted_back(catalog, tmp_
         assert face.size == photo.crops[0].size and whole.size == (420, 320)  # the canvas's own size
         changed = _changed(whole, photo.image)
         assert changed[mask > 0.5].mean() > 0.5, entry.kind  # the face changed ...
-        assert not changed[~_near_square(photo.faces[0], photo.image.size)].any(), entry.kind  # ... nothing else
+        assert not changed[~near_square(photo.faces[0], photo.image.size)].any(), entry.kind  # ... nothing else
         _, same = edit_photo(pipe, photo, x, source, own, [0])
         assert np.array_equal(np.asarray(same), np.asarray(photo.image))  # own values: the photo as it was
 

@@ -46,7 +46,7 @@ UPSAMPLE_PX = 150
 _MODELS: dict[str, object] = {}  # file name -> loaded dlib model, once per process
 
 
-def _models_folder() -> Path | None:
+def descriptor_folder() -> Path | None:
     """The dlib model folder that `facegen.align` finds, if it also holds the face-descriptor network."""
     from facegen.align.detect import models_folder
 
@@ -59,14 +59,14 @@ def identity_available() -> bool:
     """True when dlib imports and the two model files are installed."""
     from facegen.align.detect import dlib_ready
 
-    return dlib_ready(_models_folder())
+    return dlib_ready(descriptor_folder())
 
 
 def _model(name: str):
     if name not in _MODELS:
         import dlib
 
-        path = str(_models_folder() / name)
+        path = str(descriptor_folder() / name)
         if name.startswith("shape_predictor"):
             _MODELS[name] = dlib.shape_predictor(path)
         else:

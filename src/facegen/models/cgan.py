@@ -112,7 +112,7 @@ class FoldedGenerator(nn.Module):
             self.style.bias.copy_(torch.cat(
                 [1.0 + norm.gain.bias for norm in norms]
                 + [offset * (1.0 + norm.gain.bias) + norm.bias.bias for norm, offset in zip(norms, offsets)]))
-            self.to_rgb.weight.copy_(_phase_weights(G.to_rgb.weight))
+            self.to_rgb.weight.copy_(phase_weights(G.to_rgb.weight))
             self.to_rgb.bias.copy_(G.to_rgb.bias.repeat(4))
         self.requires_grad_(False)
         self.to(device=G.fc.weight.device, memory_format=torch.channels_last)
@@ -129,10 +129,10 @@ class FoldedGenerator(nn.Module):
             if i:
                 h = self.ups[i - 1](h)  # (B, C/2, 2H, 2W), channels_last
             h = torch.addcmul(shift, h, scale, out=h).relu_()
-        return _interleave_phases(self.to_rgb(h)).tanh_()  # (B, 3, size, size), contiguous
+        return interleave_phases(self.to_rgb(h)).tanh_()  # (B, 3, size, size), contiguous
 
 
-def _phase_weights(weight: torch.Tensor) -> torch.Tensor:
+def phase_weights(weight: torch.Tensor) -> torch.Tensor:
     """ConvTranspose2d(kernel 4, stride 2, padding 1) weights (C_in, C_out, 4, 4) as the weights
     (4 * C_out, C_in, 2, 2) of a Conv2d(kernel 2, padding 1) that computes the same output phase by phase.
 
@@ -145,8 +145,8 @@ def _phase_weights(weight: torch.Tensor) -> torch.Tensor:
     return taps.permute(3, 5, 1, 0, 2, 4).reshape(4 * c_out, c_in, 2, 2)  # (a, b, C_out) x (C_in, t, u)
 
 
-def _interleave_phases(phases: torch.Tensor) -> torch.Tensor:
-    """(B, 4 * C, H + 1, W + 1) from `_phase_weights`' convolution -> (B, C, 2H, 2W), contiguous."""
+def interleave_phases(phases: torch.Tensor) -> torch.Tensor:
+    """(B, 4 * C, H + 1, W + 1) from `phase_weights`' convolution -> (B, C, 2H, 2W), contiguous."""
     batch, channels, height, width = phases.shape[0], phases.shape[1] // 4, phases.shape[2] - 1, phases.shape[3] - 1
     x = phases.new_empty(batch, channels, height, 2, width, 2)  # pixel (2i + a, 2j + b) at [:, :, i, a, j, b]
     for a in range(2):

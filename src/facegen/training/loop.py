@@ -90,7 +90,7 @@ def training_loop(
         os.environ["OMP_NUM_THREADS"] = str(threads)
     options = {k: v for k, v in locals().items() if k in _OPTION_NAMES}
     options["run_dir"] = str(run_dir)
-    options |= _fabric_settings(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+    options |= fabric_settings(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
                                 precision=precision)
     fabric = _start_fabric(run_dir, **{k: options[k] for k in _FABRIC_SETTINGS})
     rank, world = fabric.global_rank, fabric.world_size
@@ -246,7 +246,7 @@ def _load_weights(method, checkpoint: dict, source: str) -> None:
         raise FacegenError(f"--init-from {source} does not fit this model: {detail[:200]}") from None
 
 
-def _fabric_settings(**settings) -> dict:
+def fabric_settings(**settings) -> dict:
     """The Fabric settings of this run. Under `fabric run` its flags (LT_* variables) fill what facegen was not told."""
     if os.environ.get("LT_CLI_USED") != "1":
         return settings
