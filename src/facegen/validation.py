@@ -23,6 +23,7 @@ import math
 from collections.abc import Callable, Mapping
 
 from facegen.errors import FacegenError
+from facegen import kinds
 from facegen.kinds import KINDS
 
 MAX_SEED = 2**63 - 1         # what torch, numpy and every seed derived from it accept
@@ -197,7 +198,7 @@ def check_model_config(config: object, where: str) -> dict:
     every module's constructor arguments (known names, right types, capped
     widths, n_attributes agreeing with the names and size with the model's).
     """
-    from facegen.pretrained import FORMAT, FORMAT_VERSION, module_classes
+    from facegen.pretrained import FORMAT, FORMAT_VERSION
 
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise FacegenError(f"{where} is not a facegen model config (no \"format\": \"{FORMAT}\")")
@@ -223,7 +224,7 @@ def check_model_config(config: object, where: str) -> dict:
     modules = config.get("modules")
     if not isinstance(modules, dict):
         raise FacegenError(f"{where}: \"modules\" must be a mapping of module name to settings")
-    for name, cls in module_classes(kind, preset).items():
+    for name, cls in KINDS[kind].module_classes(preset).items():
         if name not in modules:
             raise FacegenError(f"{where} has no settings for the {name} of a {kind} model")
         kwargs = check_keywords(f"{where}: {name}", modules[name], cls.__init__)
@@ -257,8 +258,6 @@ def check_checkpoint(payload: dict, where: str) -> dict:
 
 def check_training_options(options: dict, where: str) -> dict:
     """The saved options of a run, as `build_options` would have made them."""
-    from facegen.training.loop import method_class
-
     check_size(f"{where}: size", options.get("size"))
     for name in ("steps", "batch_size", "log_every", "sample_every", "checkpoint_every"):
         check_int(f"{where}: {name}", options.get(name), 1, MAX_COUNT)
@@ -280,7 +279,8 @@ def check_training_options(options: dict, where: str) -> dict:
         check_int(f"{where}: threads", options["threads"], 0, 256)
     if options.get("max_seconds") is not None:
         check_number(f"{where}: max_seconds", options["max_seconds"], 0.0)
-    check_method_options(method_class(options.get("model")), options.get("method_options") or {}, f"{where}: --set")
+    check_method_options(kinds.kind(options.get("model")).method_class(), options.get("method_options") or {},
+                         f"{where}: --set")
     return options
 
 
