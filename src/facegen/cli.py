@@ -8,7 +8,8 @@
     facegen sweep photo.jpg --attr male --steps 8 -o strip.png
 
 Every error a user can cause is a `FacegenError`: one line on stderr, exit 2.
-Heavy libraries are imported inside the handlers so `--help` stays fast.
+The handlers live in commands.py; heavy libraries are imported inside them so
+`--help` stays fast.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from facegen import __version__
+from facegen import __version__, commands
 from facegen.errors import FacegenError
-from facegen.kinds import DEFAULT_MODELS, KINDS, all_presets, either, kind, names
+from facegen.kinds import DEFAULT_MODELS, KINDS, all_presets, either, names
 from facegen.training.defaults import DEFAULTS as D
 from facegen.validation import MAX_COUNT, MAX_SIZE, SEED, float_type, int_type
 
@@ -30,208 +31,6 @@ class _Parser(argparse.ArgumentParser):
         raise FacegenError(f"{self.prog}: {message} (see --help)")
 
 
-# --------------------------------------------------------------------------- data
-
-
-def _cmd_data_info(args: argparse.Namespace) -> int:
-    from facegen.data import format_info, open_any
-
-    print(format_info(open_any(args.data)))
-    return 0
-
-
-def _cmd_prepare(args: argparse.Namespace) -> int:
-    from facegen.data import prepare_cache
-
-    result = prepare_cache(args.data, size=args.size, out=args.out, workers=args.workers,
-                           progress=not args.quiet, force=args.force)
-    print(result.summary())
-    return 0
-
-
-# --------------------------------------------------------------------------- train
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    import json
-
-    from facegen.training.loop import training_loop
-    from facegen.training.options import build_options
-
-    given = {"data": args.data, "attributes": args.attrs, "size": args.size, "steps": args.steps,
-             "batch_size": args.batch_size, "seed": args.seed, "run_dir": args.out, "resume": args.resume,
-             "log_every": args.log_every, "sample_every": args.sample_every, "checkpoint_every": args.checkpoint_every,
-             "accelerator": args.accelerator, "devices": args.devices, "num_nodes": args.num_nodes,
-             "strategy": args.strategy, "precision": args.precision, "threads": args.threads,
-             "init_from": args.init_from,
-             "max_seconds": args.max_minutes * 60 if args.max_minutes else None,
-             "progress": False if args.no_progress else None}
-    settings = list(args.set or [])
-    if getattr(args, "preset", None):
-        kind(args.model).check_preset(args.preset)
-        settings.append(f"preset={json.dumps(args.preset)}")
-    options = build_options(model=args.model, given=given, settings=settings)
-    run_dir = training_loop(**options)
-    if run_dir is not None:  # None on the other processes of a multi-device run: rank 0 alone reports
-        print(f"done: {run_dir} (model in {run_dir / 'model'})")
-    return 0
-
-
-# --------------------------------------------------------------------------- generate
-
-
-def _cmd_generate(args: argparse.Namespace) -> int:
-    import json
-
-    import torch
-
-    from facegen.attributes import format_request
-    from facegen.data import make_grid
-    from facegen.pipelines.generate import GenerationPipeline
-    from facegen.files import check_name, guarded_write, save_image
-    from facegen.pipelines.output import check_writable
-
-    check_writable(args.output if not args.out_dir else None, args.out_dir)
-    if not args.out_dir:
-        check_name(_sidecar(args.output))
-    pipe = GenerationPipeline.from_pretrained(args.model)
-    request = list(args.attributes) + ([args.attributes_file] if args.attributes_file else [])
-    out = pipe(request, n=args.n, generator=torch.Generator().manual_seed(args.seed), extrapolate=args.extrapolate)
-    records = [{"index": i, **{name: round(float(v), 4) for name, v in zip(out.attribute_names, row)}}
-               for i, row in enumerate(out.attributes)]
-    if args.out_dir:
-        from pathlib import Path
-
-        folder = Path(args.out_dir)
-        for i, image in enumerate(out.images):
-            save_image(image, folder / f"face-{i:04d}.png")
-        sidecar = folder / "attributes.json"
-        where = f"{len(out.images)} faces in {folder}/"
-    else:
-        columns = args.nrow or min(8, args.n)
-        save_image(make_grid(out.x, nrow=columns), args.output)
-        sidecar = _sidecar(args.output)
-        where = f"a grid of {len(out.images)} faces in {args.output}"
-    text = json.dumps({"model": str(pipe.pretrained.path), "seed": args.seed, "request": out.request,
-                       "faces": records}, indent=1) + "\n"
-    guarded_write(sidecar, lambda tmp: tmp.write_text(text))
-    print(f"wrote {where} ({format_request(out.request) or 'no attributes named'}; "
-          f"the values of every face are in {sidecar})")
-    return 0
-
-
-def _sidecar(image_path: str):
-    from pathlib import Path
-
-    path = Path(image_path)
-    return path.with_name(path.stem + ".json")
-
-
-# --------------------------------------------------------------------------- evaluate
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from facegen.evaluation import evaluate
-    from facegen.evaluation.report import format_table
-
-    metrics = tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else None
-    records = evaluate(model=args.model, data=args.data, out=args.out, classifier=args.classifier, n_fid=args.n_fid,
-                       n_per_value=args.n_per_value, n_edit=args.n_edit, n_identity=args.n_identity, seed=args.seed,
-                       metrics=metrics, decision=args.decision, redraw=args.redraw,
-                       label=args.label, progress=not args.quiet)
-    print(format_table(records, ["metric", "value", "n_samples", "classifier_balanced_accuracy", "seconds"],
-                       headers=["metric", "value", "images", "judge on real (balanced)", "seconds"]))
-    print(f"(one JSON line per metric appended to {args.out}/metrics.jsonl)")
-    return 0
-
-
-# --------------------------------------------------------------------------- serve
-
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    from facegen.web import serve_models
-
-    serve_models(args.model or [], host=args.host, port=args.port, share=args.share, queue_size=args.queue_size,
-                 concurrency=args.concurrency, threads=args.threads)
-    return 0
-
-
-# --------------------------------------------------------------------------- edit
-
-
-def _cmd_edit(args: argparse.Namespace) -> int:
-    from facegen.pipelines.edit import ALIGNMENT_NOTE, EditPipeline
-    from facegen.pipelines.edit_files import edit_files, expand_photos, output_paths, split_tokens
-
-    paths, request = split_tokens(args.inputs)
-    request += [args.attributes_file] if args.attributes_file else []
-    photos = expand_photos(paths)
-    targets = output_paths(photos, output=args.output, out_dir=args.out_dir)
-    pipe = EditPipeline.from_pretrained(args.model, classifier=args.classifier, batch_size=args.batch_size,
-                                        redraw=args.redraw)
-    pipe.parse(request, args.flip, args.extrapolate)  # an unknown attribute stops here, before any photo is read
-    report = lambda line: print(f"facegen: {line}", file=sys.stderr)  # noqa: E731
-    if args.align:
-        return _edit_aligned(args, pipe, photos, targets, request, report)
-    failures = edit_files(pipe, photos, targets, request, flip=args.flip, extrapolate=args.extrapolate, log=report)
-    if len(photos) == 1 and failures:
-        raise FacegenError(failures[0][1])
-    done = len(photos) - len(failures)
-    what = ("reconstructed" if args.redraw else "copied unchanged") if not request and not args.flip else "edited"
-    where = targets[0] if len(photos) == 1 else f"{args.out_dir}/"
-    size = f"redrawn at {pipe.size}x{pipe.size}" if args.redraw else "each at its own size"
-    print(f"{what} {done} photo{'s' * (done != 1)} into {where}, {size} ({ALIGNMENT_NOTE})")
-    if failures:
-        report(f"{len(failures)} of {len(photos)} photos could not be read (listed above)")
-        return 2
-    return 0
-
-
-def _edit_aligned(args, pipe, photos, targets, request, report) -> int:
-    from facegen.pipelines.edit_files import save_photo
-    from facegen.pipelines.own_photo import check_align_inputs, edit_photo_aligned
-
-    check_align_inputs(photos)
-    failures = 0
-    for photo, target in zip(photos, targets):
-        try:
-            result, n_faces, sources = edit_photo_aligned(pipe, photo, request, flip=args.flip,
-                                                          extrapolate=args.extrapolate, face=args.face,
-                                                          detector=args.detector)
-        except FacegenError as error:
-            if len(photos) == 1:
-                raise
-            report(f"skipped {error}")
-            failures += 1
-            continue
-        save_photo(result, target, unchanged_from=None if request or args.flip or pipe.redraw else photo)
-        print(f"edited {n_faces} face{'s' * (n_faces != 1)} of {photo} into {target} at {result.size[0]}x{result.size[1]} "
-              f"(own values from {sources[0]})")
-    return 2 if failures else 0
-
-
-def _cmd_sweep(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from facegen.attributes import parse_attribute_list
-    from facegen.files import save_image
-    from facegen.pipelines.edit import ALIGNMENT_NOTE, EditPipeline
-    from facegen.pipelines.output import check_writable
-
-    check_writable(args.output, None, inputs=[Path(args.photo)])
-    pipe = EditPipeline.from_pretrained(args.model, classifier=args.classifier, redraw=args.redraw)
-    names = [token for text in args.attr for token in text.replace(";", ",").split(",") if token.strip()]
-    parse_attribute_list(names, pipe.attribute_names)  # unknown names fail here with suggestions
-    source, where = pipe.photo_attributes(args.photo)
-    grid = pipe.sweep(args.photo, names, steps=args.steps, low=args.low, high=args.high, extrapolate=args.extrapolate,
-                      source_attributes=source)
-    save_image(grid, args.output)
-    print(f"facegen: own attribute values from {where[0]}", file=sys.stderr)
-    print(f"wrote {args.output}: {len(names)} row(s) of the photo then {args.steps} steps from {args.low:g} to "
-          f"{args.high:g} ({ALIGNMENT_NOTE})")
-    return 0
-
-
 # --------------------------------------------------------------------------- parser
 
 
@@ -240,27 +39,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="facegen", description=__doc__.split("\n\n")[0],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"facegen {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    commands.required = True
-    parser.commands = commands.choices  # {name: its parser}, for `parse` (argparse keeps its own list private)
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subcommands.required = True
+    parser.commands = subcommands.choices  # {name: its parser}, for `parse` (argparse keeps its own list private)
 
-    data = commands.add_parser("data", help="inspect a data set")
+    data = subcommands.add_parser("data", help="inspect a data set")
     data_commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=_Parser)
     data_commands.required = True
     info = data_commands.add_parser("info", help="layout, split counts and attribute frequencies of a data set")
     info.add_argument("data", help="a CelebA folder (any of its layouts), a custom image folder with a CSV, or a cache")
-    info.set_defaults(handler=_cmd_data_info)
+    info.set_defaults(handler=commands.data_info)
 
-    prepare = commands.add_parser("prepare", help="decode, crop and resize a data set once into a cache for training")
+    prepare = subcommands.add_parser("prepare", help="decode, crop and resize a data set once into a cache for training")
     prepare.add_argument("data", help="a CelebA folder (any of its layouts) or a custom image folder with a CSV")
     prepare.add_argument("--size", type=int_type(1, MAX_SIZE), default=64, help="side of the square images in pixels (default 64)")
     prepare.add_argument("--out", required=True, help="folder for the cache")
     prepare.add_argument("--workers", type=int_type(1, 1024), default=None, help="decoding processes (default: all cores)")
     prepare.add_argument("--force", action="store_true", help="rebuild even if a valid cache for this input exists")
     prepare.add_argument("--quiet", action="store_true", help="no progress bar")
-    prepare.set_defaults(handler=_cmd_prepare)
+    prepare.set_defaults(handler=commands.prepare)
 
-    train = commands.add_parser("train", help=f"train a model ({either(KINDS)})")
+    train = subcommands.add_parser("train", help=f"train a model ({either(KINDS)})")
     train.add_argument("model", choices=tuple(KINDS))
     train.add_argument("--data", help="a cache from `facegen prepare`, or a data set folder (cached on first use)")
     train.add_argument("--attrs", help="attributes to condition on, e.g. young,male,blond,smiling (or all)")
@@ -294,9 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--precision", help=f"32-true, bf16-mixed or 16-mixed (GPU only) (default {D['precision']})")
     scale.add_argument("--threads", type=int_type(1, 256), help="CPU threads per process")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.set_defaults(handler=_cmd_train)
+    train.set_defaults(handler=commands.train)
 
-    generate = commands.add_parser("generate", help="make faces with the attributes you ask for")
+    generate = subcommands.add_parser("generate", help="make faces with the attributes you ask for")
     generate.add_argument("attributes", nargs="*", metavar="NAME=VALUE",
                           help="e.g. young=1 blond=1 male=0 attractive=1 (values in [0, 1]); unnamed ones follow the data")
     generate.add_argument("--attributes-file", help="a YAML or JSON file of name: value pairs")
@@ -309,9 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out-dir", help="write one PNG per face into this folder instead of a grid")
     generate.add_argument("--nrow", type=int_type(1, MAX_COUNT), help="faces per row of the grid (default 8)")
     generate.add_argument("--extrapolate", action="store_true", help="allow values beyond [0, 1] (up to -3..4)")
-    generate.set_defaults(handler=_cmd_generate)
+    generate.set_defaults(handler=commands.generate)
 
-    evaluate = commands.add_parser("evaluate", help="measure a model: attribute control, FID/KID, edits, reconstruction")
+    evaluate = subcommands.add_parser("evaluate", help="measure a model: attribute control, FID/KID, edits, reconstruction")
     evaluate.add_argument("--model", required=True, help="a shipped model or a model folder")
     evaluate.add_argument("--data", required=True, help="a cache (facegen prepare) at the model's size; its validation split is used")
     evaluate.add_argument("--classifier", default=DEFAULT_MODELS["classify"],
@@ -333,9 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", default="runs/eval", help="folder for metrics.jsonl (default runs/eval)")
     evaluate.add_argument("--label", help="the model's name in the records (default: --model)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
-    evaluate.set_defaults(handler=_cmd_evaluate)
+    evaluate.set_defaults(handler=commands.evaluate)
 
-    serve = commands.add_parser("serve", help="the browser app: generate faces with sliders, edit a photo")
+    serve = subcommands.add_parser("serve", help="the browser app: generate faces with sliders, edit a photo")
     serve.add_argument("--model", action="append", metavar="PATH",
                        help="also offer this model folder, or use it as the attribute classifier "
                             "for photos (repeatable); the shipped models are always offered")
@@ -347,9 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="requests that may wait; the next one is told the queue is full (default 64)")
     serve.add_argument("--concurrency", type=int, default=2, help="model calls at once (default 2)")
     serve.add_argument("--threads", type=int, default=1, help="torch threads per model call (default 1)")
-    serve.set_defaults(handler=_cmd_serve)
+    serve.set_defaults(handler=commands.serve)
 
-    edit = commands.add_parser("edit", help="change the attributes of face photos, at their own resolution",
+    edit = subcommands.add_parser("edit", help="change the attributes of face photos, at their own resolution",
                                description="Edit face photos framed like CelebA's aligned images (centred, eyes "
                                            "level; any size). The model looks at the centre square and its change "
                                            "is added to the photo at the photo's own resolution; with nothing asked "
@@ -376,9 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--face", type=int_type(0, 10_000), help="with --align: only face N (0 = leftmost; default all)")
     edit.add_argument("--detector", choices=("hog", "cnn"), default="hog",
                       help="with --align: dlib's fast HOG detector or its slower, more thorough CNN (default hog)")
-    edit.set_defaults(handler=_cmd_edit)
+    edit.set_defaults(handler=commands.edit)
 
-    sweep = commands.add_parser("sweep", help="one photo across the range of one or more attribute faders",
+    sweep = subcommands.add_parser("sweep", help="one photo across the range of one or more attribute faders",
                                 description="The Fader Networks figure: the photo, then STEPS edits with the "
                                             "attribute going from LOW to HIGH; one row per attribute. The face must "
                                             "be framed like CelebA's aligned images.")
@@ -394,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--classifier", help="attribute classifier that reads the photo's own values (default: shipped)")
     sweep.add_argument("-o", "--output", default="sweep.png", help="grid image to write (default sweep.png)")
     sweep.add_argument("--extrapolate", action="store_true", help="allow --low/--high beyond [0, 1] (up to -3..4)")
-    sweep.set_defaults(handler=_cmd_sweep)
+    sweep.set_defaults(handler=commands.sweep)
 
     return parser
 
