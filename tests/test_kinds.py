@@ -46,7 +46,11 @@ def test_an_unknown_kind_is_refused_in_one_line():
         kind("gan")
 
 
-def test_a_preset_of_another_kind_is_refused(tiny_cache, tmp_path, capsys):
+def test_each_kind_takes_its_own_presets(tiny_cache, tmp_path, capsys):
+    run = tmp_path / "paper"  # refused before the table: --preset offered only the cGAN's presets
+    assert run_cli("train", "fader", "--preset", "paper", "--data", tiny_cache, "--out", run, "--steps", 1,
+                   "--batch-size", 4, "--attrs", "young,male", "--no-progress", "--threads", 1, *SETTINGS["fader"]) == 0
+    assert json.loads((run / "model" / "config.json").read_text())["preset"] == "paper"
     assert run_cli("train", "fader", "--preset", "study2018", "--data", tiny_cache, "--out", tmp_path / "r") == 2
     assert "not a fader preset; choose default or paper" in capsys.readouterr().err
     assert run_cli("train", "classifier", "--preset", "default", "--data", tiny_cache, "--out", tmp_path / "r") == 2
