@@ -17,7 +17,6 @@ from facegen.training.method import FixedBatch, Method, flipped_rows, make_ema, 
 
 
 class CGANMethod(Method):
-    name = "cgan"
 
     def __init__(self, *, attribute_names, size, prior,
                  preset: str = "default",      # Architecture and loss: 'default' or 'study2018'.

@@ -17,7 +17,6 @@ from facegen.training.method import FixedBatch, Method, unwrap
 
 
 class ClassifierMethod(Method):
-    name = "classifier"
     validates = True
 
     def __init__(self, *, attribute_names, size, prior,

@@ -81,7 +81,6 @@ def laplacian_variance(x: torch.Tensor) -> torch.Tensor:
 
 
 class CVAEMethod(Method):
-    name = "cvae"
     validates = True
 
     def __init__(self, *, attribute_names, size, prior,

@@ -68,7 +68,6 @@ def lambda_schedule(step: int, *, lambda_latent: float, ramp_steps: int) -> floa
 
 
 class FaderMethod(Method):
-    name = "fader"
     validates = True
 
     def __init__(self, *, attribute_names, size, prior,

@@ -132,7 +132,7 @@ def training_loop(
                                "it is damaged, or was written by another version of facegen") from None
         start_step, stats = checkpoint["step"], checkpoint["stats"]
     elif init_from:  # the weights (EMA copies included) of another run; this run's own fresh optimizers
-        _load_weights(method, load_checkpoint(init_from), init_from)
+        _load_weights(method, model, load_checkpoint(init_from), init_from)
     # Test hook (tests/test_distributed.py): FACEGEN_DEBUG_WEIGHT_HASHES=DIR makes each process log its weights' hash.
     hash_dir = os.environ.get("FACEGEN_DEBUG_WEIGHT_HASHES")
     if hash_dir:
@@ -229,13 +229,13 @@ _FABRIC_SETTINGS = ("accelerator", "devices", "num_nodes", "strategy", "precisio
 _OPTION_NAMES = tuple(name for name in inspect.signature(training_loop).parameters if name not in ("run_dir", "progress"))
 
 
-def _load_weights(method, checkpoint: dict, source: str) -> None:
+def _load_weights(method, model: str, checkpoint: dict, source: str) -> None:
     """Put a checkpoint's module weights into a freshly configured method, keeping its new optimizers."""
     state = method.state_dict()  # the fresh optimizers' states, loaded back unchanged
     theirs = checkpoint["state"]["modules"]
     missing = sorted(set(state["modules"]) - set(theirs))
-    if checkpoint["method"] != method.name or missing:
-        raise FacegenError(f"--init-from {source} does not hold a {method.name} model's modules "
+    if checkpoint["method"] != model or missing:
+        raise FacegenError(f"--init-from {source} does not hold a {model} model's modules "
                            f"({', '.join(missing) or checkpoint['method']})")
     state["modules"] = {name: theirs[name] for name in state["modules"]}
     try:

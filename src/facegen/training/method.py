@@ -71,14 +71,13 @@ class FixedBatch:
 
 
 class Method:
-    """One model's recipe. Subclasses set `name` (their kind in `facegen.kinds`) and implement the six methods
-    that raise NotImplementedError below; `validate` is an optional hook (set `validates = True`).
+    """One model's recipe (a kind's row in `facegen.kinds` names it). Subclasses implement the six methods that
+    raise NotImplementedError below; `validate` is an optional hook (set `validates = True`).
 
     A recipe whose keyword arguments include `total_steps` (a learning-rate schedule over the whole run) is
     given the run's --steps by `build_method`.
     """
 
-    name = "method"
     validates = False  # True: the loop calls `validate` on held-out images at every sample interval
 
     def __init__(self, *, attribute_names: list[str], size: int, prior: AttributePrior):
