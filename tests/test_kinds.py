@@ -71,7 +71,7 @@ def trained(tiny_cache, tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", list(KINDS))
-def test_every_kind_trains_exports_loads_and_runs_what_it_claims(name, trained, tmp_path, monkeypatch):
+def test_every_kind_trains_exports_loads_and_runs_what_it_claims(name, trained, tiny_cache, tmp_path, monkeypatch):
     from facegen.pipelines import EditPipeline
     from facegen.pretrained import load_pretrained
 
@@ -86,6 +86,10 @@ def test_every_kind_trains_exports_loads_and_runs_what_it_claims(name, trained, 
     assert edit == (0 if row.can_edit else 2)
     redraw = run_cli("edit", PHOTO, "male=1", "--model", model, "--redraw", "-o", tmp_path / "redrawn.png")
     assert redraw == (0 if row.can_edit and row.encoder_decoder else 2)
+    metrics = ["accuracy"] + (["control"] if row.can_generate else []) + (["edit"] if row.can_edit else [])
+    assert run_cli("evaluate", "--model", model, "--data", tiny_cache, "--classifier",
+                   trained / "classifier" / "model", "--metrics", ",".join(metrics), "--n-per-value", 1,
+                   "--n-edit", 2, "--n-identity", 0, "--out", tmp_path / "eval", "--quiet") == 0
     if row.can_classify:  # it reads a photo's own values for an editor
         out = EditPipeline.from_pretrained(trained / "fader" / "model", classifier=model).edit([OTHER_PHOTO], "male=1")
         assert out.sources[0].startswith("classifier")

@@ -17,7 +17,6 @@ from facegen.training.method import FixedBatch, Method, flipped_rows, make_ema, 
 
 
 class CGANMethod(Method):
-
     def __init__(self, *, attribute_names, size, prior,
                  preset: str = "default",      # Architecture and loss: 'default' or 'study2018'.
                  z_dim: int | None = None,     # Noise dimensions (default 128; study2018 100).

@@ -35,7 +35,6 @@ GRID_ATTRIBUTES = ("Male", "Blond_Hair", "Smiling", "Eyeglasses", "Young")  # th
 
 
 class ResidualMethod(Method):
-
     def __init__(self, *, attribute_names, size, prior,
                  teacher: str = "cgan",      # The cGAN whose changes are distilled: a shipped name or a model folder.
                  channels: int = 32,         # Width at full resolution (x2 each level down).
