@@ -43,7 +43,8 @@ def test_the_table_agrees_with_the_code_it_names():
 def test_an_unknown_kind_is_refused_in_one_line():
     from facegen.errors import FacegenError
 
-    with pytest.raises(FacegenError, match="unknown model kind 'gan'; choose cgan, residual, fader, cvae or classifier"):
+    with pytest.raises(FacegenError, match="unknown model kind 'gan'; choose cgan, residual, fader, cvae or "
+                                           "classifier"):
         kind("gan")
 
 

@@ -89,8 +89,8 @@ def evaluate(*, model: str, data: str, out: str | Path, classifier: str | None =
     x_real, y_real, pixels_real = held_out(cache, names)
     judged_names = [n for n in names if n in judge.names]
     tic = time.perf_counter()
-    judge_rows = protocols.classifier_recalls(judge, judge.names, x_real, y_real[:, [names.index(n) for n in judged_names]],
-                                              judged_names)
+    judge_rows = protocols.classifier_recalls(judge, judge.names, x_real,
+                                              y_real[:, [names.index(n) for n in judged_names]], judged_names)
     judge_accuracy = {name: row["accuracy"] for name, row in judge_rows.items()}
     for name, row in judge_rows.items():
         record(f"classifier_accuracy/{name}", row["accuracy"], len(x_real), time.perf_counter() - tic, judge=decision,
