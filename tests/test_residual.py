@@ -24,7 +24,7 @@ def distilled(tiny_cache, tmp_path_factory):
     assert run_cli("train", "cgan", "--out", root / "teacher", "--steps", 2, *common, *TINY["cgan"]) == 0
     assert run_cli("train", "residual", "--out", root / "editor", "--steps", 3, *common,
                    "--set", f"teacher={json.dumps(str(root / 'teacher'))}", "--set", "channels=8",
-                   "--set", "max_channels=16", "--set", "blocks=1") == 0
+                   "--set", "max_channels=16", "--set", "blocks=1", "--set", "style_dim=2") == 0
     return root
 
 
@@ -43,6 +43,17 @@ def test_fields_are_zero_for_no_change_and_linear_in_the_slider():
     assert torch.allclose(apply_fields(fields, y, far), 2 * apply_fields(fields, y, full), atol=1e-5)
     with pytest.raises(AssertionError, match="expected x"):
         editor(torch.zeros(1, 3, 32, 32), y[:1])
+
+
+def test_the_style_code_picks_a_look_and_its_prior_mean_is_the_default():
+    torch.manual_seed(0)
+    editor = ResidualEditor(n_attributes=3, size=16, channels=8, max_channels=16, blocks=1, style_dim=4)
+    for module in editor.modules():  # as if trained: the conditioning (zero at the start) matters
+        if isinstance(module, torch.nn.Linear):
+            torch.nn.init.normal_(module.weight, std=0.5)
+    x, y = torch.rand(2, 3, 16, 16) * 2 - 1, torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    assert torch.equal(editor(x, y), editor(x, y, torch.zeros(2, 4)))  # no code: the prior's mean
+    assert not torch.allclose(editor(x, y), editor(x, y, torch.ones(2, 4)))
 
 
 def test_a_change_is_carried_up_to_the_photo_and_fades_past_the_square():
@@ -65,6 +76,7 @@ def test_the_distilled_editor_edits_a_photo_at_its_own_resolution(distilled, mon
     model = distilled / "editor" / "model"
     config = json.loads((model / "config.json").read_text())
     assert config["model"] == "residual" and config["modules"]["editor"]["channels"] == 8
+    assert config["modules"]["editor"]["style_dim"] == 2  # the style encoder trains but is not exported
     assert (distilled / "editor" / "samples" / "step-000003.png").is_file()
     pipe = EditPipeline.from_pretrained(model)
     photo = np.asarray(Image.open(PHOTO).convert("RGB"))

@@ -22,7 +22,10 @@ Why this shape:
 It is trained by distillation (training/residual.py): the conditional GAN
 draws the same face with one attribute flipped, G(z, y') - G(z, y), which is
 a clean, strong, located change, and the editor learns to predict it from
-G(z, y) alone.
+G(z, y) alone. Where one face admits several changes (which glasses, which
+beard), an optional `style` code of `style_dim` numbers says which; trained
+as a conditional VAE's latent, its prior mean (0, the default at inference)
+gives one typical, crisp look instead of the blurred average of all looks.
 
     >>> import torch
     >>> editor = ResidualEditor(n_attributes=3, size=64)
@@ -82,14 +85,19 @@ class ResidualEditor(nn.Module):
     """
 
     def __init__(self, *, n_attributes: int, size: int = 64, channels: int = 32, max_channels: int = 256,
-                 blocks: int = 2):
+                 blocks: int = 2, style_dim: int = 0):
         super().__init__()
         levels = math.log2(size / 8)
         assert levels.is_integer() and levels >= 1, f"size must be a power of two >= 16, got {size}"
-        self.n_attributes, self.size = n_attributes, size
+        assert style_dim >= 0, f"style_dim must be at least 0, got {style_dim}"
+        self.n_attributes, self.size, self.style_dim = n_attributes, size, style_dim
         widths = [min(channels * 2**i, max_channels) for i in range(int(levels) + 1)]  # [32, 64, 128, 256] at 64 px
         cond_dim = 2 * n_attributes
         self.embed = nn.Sequential(nn.Linear(n_attributes, cond_dim), nn.LeakyReLU(0.2))
+        if style_dim:  # how the change looks where several looks fit (which glasses, which beard); 0 = the typical one
+            self.style = nn.Linear(style_dim, cond_dim)
+            nn.init.zeros_(self.style.weight)
+            nn.init.zeros_(self.style.bias)
         self.stem = nn.Conv2d(3, widths[0], 3, padding=1)
         self.downs = nn.ModuleList(nn.Conv2d(a, b, 4, 2, 1) for a, b in zip(widths[:-1], widths[1:]))
         self.middle = nn.ModuleList(_Block(widths[-1], cond_dim) for _ in range(blocks))
@@ -97,11 +105,13 @@ class ResidualEditor(nn.Module):
         self.merges = nn.ModuleList(_Block(a, cond_dim) for a in widths[:-1])
         self.head = nn.Conv2d(widths[0], 3 * n_attributes, 3, padding=1)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         assert x.ndim == 4 and x.shape[1:] == (3, self.size, self.size) and y.shape == (x.shape[0], self.n_attributes), (
             f"expected x (B, 3, {self.size}, {self.size}) and y (B, {self.n_attributes}), "
             f"got {tuple(x.shape)} and {tuple(y.shape)}")
         c = self.embed(centered(y))  # (B, 2A)
+        if style is not None and self.style_dim:  # (B, style_dim); None is the prior's mean, 0
+            c = c + self.style(style)
         h = F.leaky_relu(self.stem(x), 0.2)  # (B, C0, S, S)
         skips = []
         for down in self.downs:

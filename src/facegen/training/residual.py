@@ -18,6 +18,13 @@ at half resolution). The teacher's own texture noise differs between the
 two draws and cannot be predicted, so the editor learns the located,
 systematic part of the change, which is the part worth applying to a photo.
 
+Some changes are one of several looks the face alone cannot tell apart
+(which glasses, which beard, which smile): a plain regression gives their
+blurred average, a weak smudge. With `style_dim` > 0 a style encoder, shown
+the answer, passes a few numbers on to the editor, as a conditional VAE's
+latent (KL to N(0, I), weight `kl_weight`); at inference the code is the
+prior's mean, 0, one typical look drawn crisply.
+
 The training images of the cache are used only for their label rows and the
 sample grids (which show real held-out faces edited, to watch how the
 distilled change carries over to photos).
@@ -44,6 +51,8 @@ class ResidualMethod(Method):
                  second_flip: float = 0.3,   # Probability that a second attribute changes in the same step.
                  input_noise: float = 0.02,  # Std of Gaussian noise on the teacher's faces (they are smoother than photos).
                  ema_beta: float = 0.998,    # Per-step decay of the exported weights' moving average.
+                 style_dim: int = 0,         # Numbers of the style code (which glasses, which beard); 0: none.
+                 kl_weight: float = 2e-3,    # Weight of the style code's KL divergence from N(0, I), per face.
                  batch_size: int = 64):      # Unused here; every method receives it.
         super().__init__(attribute_names=attribute_names, size=size, prior=prior)
         if not 0.0 <= second_flip <= 1.0:
@@ -52,8 +61,11 @@ class ResidualMethod(Method):
             raise ValueError(f"ema_beta must be in [0, 1), got {ema_beta}")
         if input_noise < 0:
             raise ValueError(f"input_noise must be at least 0, got {input_noise}")
+        if not 0 <= style_dim <= 256 or kl_weight < 0:
+            raise ValueError(f"style_dim must be in [0, 256] and kl_weight at least 0, got {style_dim}, {kl_weight}")
         self.kwargs = {"n_attributes": self.n_attributes, "size": size, "channels": channels,
-                       "max_channels": max_channels, "blocks": blocks}
+                       "max_channels": max_channels, "blocks": blocks, "style_dim": style_dim}
+        self.style_dim, self.kl_weight = style_dim, kl_weight
         self.teacher_name, self.lr, self.second_flip = teacher, lr, second_flip
         self.input_noise, self.ema_beta = input_noise, ema_beta
 
@@ -61,8 +73,10 @@ class ResidualMethod(Method):
         self.teacher = load_teacher(self.teacher_name, self.attribute_names, self.size).to(fabric.device)
         with fabric.init_module():
             editor = ResidualEditor(**self.kwargs)
-        optimizer = torch.optim.Adam(editor.parameters(), lr=self.lr, betas=(0.9, 0.99))
-        self.editor, self.optimizer = fabric.setup(editor, optimizer)
+            styles = StyleEncoder(size=self.size, style_dim=self.style_dim) if self.style_dim else None
+        adam = lambda module: torch.optim.Adam(module.parameters(), lr=self.lr, betas=(0.9, 0.99))  # noqa: E731
+        self.editor, self.optimizer = fabric.setup(editor, adam(editor))
+        self.styles, self.styles_optimizer = fabric.setup(styles, adam(styles)) if styles is not None else (None, None)
         self.ema = make_ema(self.editor)
         self.fabric = fabric
 
@@ -90,17 +104,25 @@ class ResidualMethod(Method):
     def training_step(self, x, y, step):
         x_source, x_target, y_source, y_target = self.pairs(y)
         shown = x_source + self.input_noise * torch.randn_like(x_source)
-        change = apply_fields(self.editor(shown, y_source), y_source, y_target)  # (B, 3, S, S)
         wanted = x_target - x_source
+        style, kl = None, torch.zeros((), device=x_source.device)
+        if self.styles is not None:  # a conditional VAE's latent: which of the possible looks this change took
+            mu, log_var = self.styles(torch.cat([x_source, wanted], dim=1))  # (B, style_dim) each
+            style = mu + torch.randn_like(mu) * torch.exp(0.5 * log_var)
+            kl = 0.5 * (mu.pow(2) + log_var.exp() - 1.0 - log_var).sum(dim=1).mean()
+        change = apply_fields(self.editor(shown, y_source, style), y_source, y_target)  # (B, 3, S, S)
         loss_full = F.l1_loss(change, wanted)
         loss_half = F.l1_loss(F.avg_pool2d(change, 2), F.avg_pool2d(wanted, 2))
-        loss = loss_full + loss_half
-        self.optimizer.zero_grad(set_to_none=True)
+        loss = loss_full + loss_half + self.kl_weight * kl
+        optimizers = [self.optimizer] + ([self.styles_optimizer] if self.styles is not None else [])
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
         self.fabric.backward(loss)
-        self.optimizer.step()
+        for optimizer in optimizers:
+            optimizer.step()
         update_ema(self.ema, self.editor, min(self.ema_beta, (step + 1) / (step + 10)))  # short memory at first
         return {"loss": loss.detach(), "l1": loss_full.detach(), "l1_half": loss_half.detach(),
-                "wanted": wanted.abs().mean()}
+                "wanted": wanted.abs().mean(), "kl": kl.detach()}
 
     @torch.no_grad()
     def sample_grid(self, fixed: FixedBatch):
@@ -117,10 +139,32 @@ class ResidualMethod(Method):
         return {"editor": (dict(self.kwargs), self.ema)}
 
     def trainables(self):
-        return {"editor": self.editor, "ema": self.ema}
+        return {"editor": self.editor, "ema": self.ema} | ({"styles": self.styles} if self.styles is not None else {})
 
     def optimizers(self):
-        return {"editor": self.optimizer}
+        return {"editor": self.optimizer} | ({"styles": self.styles_optimizer} if self.styles is not None else {})
+
+
+class StyleEncoder(torch.nn.Module):
+    """Training only: (x_source, the teacher's change) (B, 6, S, S) -> the style code's mean and log-variance.
+
+    It sees the answer, so what it may pass on is squeezed by the KL term:
+    only what the face alone cannot tell (which of the possible looks).
+    """
+
+    def __init__(self, *, size: int, style_dim: int, channels: int = 32):
+        super().__init__()
+        layers, width, side = [], 6, size
+        while side > 4:
+            out = min(channels * 2 ** len(layers), 256)
+            layers += [torch.nn.Conv2d(width, out, 4, 2, 1), torch.nn.LeakyReLU(0.2)]
+            width, side = out, side // 2
+        self.trunk = torch.nn.Sequential(*layers)
+        self.head = torch.nn.Linear(width * side * side, 2 * style_dim)
+
+    def forward(self, pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, log_var = self.head(self.trunk(pair).flatten(1)).chunk(2, dim=1)
+        return mu, log_var.clamp(-10.0, 10.0)
 
 
 def load_teacher(name_or_path: str, attribute_names: list[str], size: int) -> torch.nn.Module:
