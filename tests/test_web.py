@@ -85,9 +85,9 @@ def catalog(models):
 def test_shipped_models_open_on_the_command_lines_defaults():
     from facegen.web.catalog import Catalog, shipped_names
 
-    assert shipped_names()[:3] == ["cgan", "fader", "cvae"]
+    assert shipped_names()[:4] == ["cgan", "residual", "fader", "cvae"]
     catalog = Catalog.load([])
-    assert catalog.generators[0].key == "cgan" and catalog.editors[0].key == "fader"
+    assert catalog.generators[0].key == "cgan" and catalog.editors[0].key == "residual"
 
 
 def test_catalog_sorts_models_by_what_they_can_do(catalog, models):

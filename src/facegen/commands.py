@@ -162,7 +162,8 @@ def edit(args: argparse.Namespace) -> int:
     done = len(photos) - len(failures)
     what = ("reconstructed" if args.redraw else "copied unchanged") if not request and not args.flip else "edited"
     where = targets[0] if len(photos) == 1 else f"{args.out_dir}/"
-    size = f"redrawn at {pipe.size}x{pipe.size}" if args.redraw else "each at its own size"
+    size = (f"redrawn at {pipe.size}x{pipe.size}" if args.redraw
+            else "at its own size" if len(photos) == 1 else "each at its own size")
     print(f"{what} {done} photo{'s' * (done != 1)} into {where}, {size} ({ALIGNMENT_NOTE})")
     if failures:
         report(f"{len(failures)} of {len(photos)} photos could not be read (listed above)")

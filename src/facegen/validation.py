@@ -133,7 +133,8 @@ def check_setting(where: str, name: str, value: object, annotation: object, defa
         return value
     if "int" in kinds and is_int(value):
         high = MAX_WIDTH if any(part in name for part in ("channels", "dim", "hidden", "pool", "shortcut")) else MAX_COUNT
-        low = 1 if any(part in name for part in ("channels", "dim", "hidden", "pool", "n_attributes")) else 0
+        sized = any(part in name for part in ("channels", "dim", "hidden", "pool", "n_attributes"))
+        low = 1 if sized and default != 0 else 0  # a width whose default is 0 is an option that is off
         return check_int(label, value, low, MAX_ATTRIBUTES if name == "n_attributes" else high)
     if "float" in kinds and is_number(value):
         return check_number(label, value, 0.0, 1e6)

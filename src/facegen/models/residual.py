@@ -95,8 +95,8 @@ class ResidualEditor(nn.Module):
         cond_dim = 2 * n_attributes
         self.embed = nn.Sequential(nn.Linear(n_attributes, cond_dim), nn.LeakyReLU(0.2))
         if style_dim:  # how the change looks where several looks fit (which glasses, which beard); 0 = the typical one
-            self.style = nn.Linear(style_dim, cond_dim)
-            nn.init.zeros_(self.style.weight)
+            self.style = nn.Linear(style_dim, cond_dim)  # small weights: at the code 0 it adds nothing
+            nn.init.normal_(self.style.weight, std=0.02)
             nn.init.zeros_(self.style.bias)
         self.stem = nn.Conv2d(3, widths[0], 3, padding=1)
         self.downs = nn.ModuleList(nn.Conv2d(a, b, 4, 2, 1) for a, b in zip(widths[:-1], widths[1:]))

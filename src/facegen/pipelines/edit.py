@@ -164,6 +164,11 @@ class EditPipeline(PhotoAttributes):
                 self._prepared.popitem(last=False)
         return faces
 
+    def forget(self) -> None:
+        """Drop the prepared faces kept for the next edit (a benchmark that times the first edit calls this)."""
+        with self._lock:
+            self._prepared.clear()
+
     @torch.no_grad()
     def change(self, faces: PreparedFaces, y_target: torch.Tensor | np.ndarray) -> torch.Tensor:
         """The change (B, 3, S, S) that takes the faces to `y_target` (B, A); exactly 0 where nothing moves."""

@@ -22,8 +22,9 @@ Some changes are one of several looks the face alone cannot tell apart
 (which glasses, which beard, which smile): a plain regression gives their
 blurred average, a weak smudge. With `style_dim` > 0 a style encoder, shown
 the answer, passes a few numbers on to the editor, as a conditional VAE's
-latent (KL to N(0, I), weight `kl_weight`); at inference the code is the
-prior's mean, 0, one typical look drawn crisply.
+latent (KL to N(0, I), weight `kl_weight`, its first `kl_free` nats free
+so that the code is used at all); at inference the code is the prior's
+mean, 0, one typical look drawn crisply.
 
 The training images of the cache are used only for their label rows and the
 sample grids (which show real held-out faces edited, to watch how the
@@ -53,6 +54,7 @@ class ResidualMethod(Method):
                  ema_beta: float = 0.998,    # Per-step decay of the exported weights' moving average.
                  style_dim: int = 0,         # Numbers of the style code (which glasses, which beard); 0: none.
                  kl_weight: float = 2e-3,    # Weight of the style code's KL divergence from N(0, I), per face.
+                 kl_free: float = 4.0,       # Nats of KL per face that cost nothing ("free bits": the code gets used).
                  batch_size: int = 64):      # Unused here; every method receives it.
         super().__init__(attribute_names=attribute_names, size=size, prior=prior)
         if not 0.0 <= second_flip <= 1.0:
@@ -61,11 +63,12 @@ class ResidualMethod(Method):
             raise ValueError(f"ema_beta must be in [0, 1), got {ema_beta}")
         if input_noise < 0:
             raise ValueError(f"input_noise must be at least 0, got {input_noise}")
-        if not 0 <= style_dim <= 256 or kl_weight < 0:
-            raise ValueError(f"style_dim must be in [0, 256] and kl_weight at least 0, got {style_dim}, {kl_weight}")
+        if not 0 <= style_dim <= 256 or kl_weight < 0 or kl_free < 0:
+            raise ValueError(f"style_dim must be in [0, 256], kl_weight and kl_free at least 0, got {style_dim}, "
+                             f"{kl_weight}, {kl_free}")
         self.kwargs = {"n_attributes": self.n_attributes, "size": size, "channels": channels,
                        "max_channels": max_channels, "blocks": blocks, "style_dim": style_dim}
-        self.style_dim, self.kl_weight = style_dim, kl_weight
+        self.style_dim, self.kl_weight, self.kl_free = style_dim, kl_weight, kl_free
         self.teacher_name, self.lr, self.second_flip = teacher, lr, second_flip
         self.input_noise, self.ema_beta = input_noise, ema_beta
 
@@ -113,7 +116,7 @@ class ResidualMethod(Method):
         change = apply_fields(self.editor(shown, y_source, style), y_source, y_target)  # (B, 3, S, S)
         loss_full = F.l1_loss(change, wanted)
         loss_half = F.l1_loss(F.avg_pool2d(change, 2), F.avg_pool2d(wanted, 2))
-        loss = loss_full + loss_half + self.kl_weight * kl
+        loss = loss_full + loss_half + self.kl_weight * torch.clamp(kl, min=self.kl_free)  # free bits
         optimizers = [self.optimizer] + ([self.styles_optimizer] if self.styles is not None else [])
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
