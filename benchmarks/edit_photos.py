@@ -20,8 +20,9 @@ that attribute flipped (1 - own label). Measured per attribute and direction:
   between the two ends (0 and 1) of the sweep strip.
 
 Designs: `residual` (the residual editor), `fader` / `cvae` (difference
-transfer of the shipped models), `fader-redraw` / `cvae-redraw` (the model's
-own decode, the 2018 study's way). `--model-path DESIGN=PATH` points a design
+transfer of the shipped models), `cgan` (difference transfer after inverting
+the cGAN on each photo), `fader-redraw` / `cvae-redraw` / `cgan-redraw` (the
+model's own decode, the 2018 study's way). `--model-path DESIGN=PATH` points a design
 at another model folder (a training run, say).
 """
 
@@ -45,8 +46,9 @@ from facegen.data.celeba import open_dataset  # noqa: E402
 from facegen.metrics.reconstruction import pixel_psnr  # noqa: E402
 from facegen.pipelines.edit import EditPipeline  # noqa: E402
 
-DESIGNS = {"residual": ("residual", False), "fader": ("fader", False), "fader-redraw": ("fader", True),
-           "cvae": ("cvae", False), "cvae-redraw": ("cvae", True)}
+DESIGNS = {"residual": ("residual", False), "cgan": ("cgan", False), "cgan-redraw": ("cgan", True),
+           "fader": ("fader", False), "fader-redraw": ("fader", True), "cvae": ("cvae", False),
+           "cvae-redraw": ("cvae", True)}
 PICTURE_ATTRIBUTES = ("Male", "Blond_Hair", "Young", "Attractive", "Smiling", "Eyeglasses")
 SWEEP_ATTRIBUTES = ("Male", "Blond_Hair", "Young", "Attractive")
 

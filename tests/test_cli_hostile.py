@@ -83,7 +83,7 @@ def corpus(w) -> list[tuple[str, list, int]]:
                                         "-o", out / "e.png"])
         add(f"evaluate-model-{name}", ["evaluate", "--model", folder, *ev[1:]])
         add(f"serve-model-{name}", ["serve", "--model", folder, "--port", 1])
-    add("edit-model-is-a-cgan", ["edit", GOOD_PHOTO, "male=1", "--model", m["cgan"], "-o", out / "e.png"])
+    add("edit-model-is-a-classifier", ["edit", GOOD_PHOTO, "male=1", "--model", m["classifier"], "-o", out / "e.png"])
     add("generate-model-is-a-fader", [*gen[:1], "--model", m["fader"], "-o", out / "g.png"])
     add("evaluate-classifier-is-a-cgan", [*ev, "--model", m["cgan"], "--classifier", m["cgan"]])
     # Numbers out of range and options of the wrong kind.
@@ -116,7 +116,7 @@ def corpus(w) -> list[tuple[str, list, int]]:
                                     "--out", out / "tstudy"])
     for flag, value in [("--n-fid", "0"), ("--n-fid", "1"), ("--n-fid", "-5"), ("--n-per-value", "0"),
                         ("--n-edit", "-1"), ("--n-identity", "-1"), ("--n-fid", SEED_OVERFLOW),
-                        ("--metrics", "bogus"), ("--metrics", ","), ("--metrics", "edit"), ("--metrics", "fid,edit"),
+                        ("--metrics", "bogus"), ("--metrics", ","), ("--metrics", "edit,nope"), ("--metrics", "fid,edits"),
                         ("--metrics", "accuracy,nope"), ("--judge", "strict")]:
         add(f"evaluate-cgan{flag}-{value[:10]}", [*ev, "--model", m["cgan"], flag, value])
     add("evaluate-fader-metrics-fid", [*ev, "--model", m["fader"], "--metrics", "fid"])

@@ -37,7 +37,8 @@ def test_the_table_agrees_with_the_code_it_names():
     train = build_parser().parse_args(["train", "cgan"])
     assert train.model == "cgan"
     assert set(all_presets()) == {p for row in KINDS.values() for p in row.presets}
-    assert names(can="edit", encoder_decoder=True) == ("fader", "cvae")
+    assert names(can="edit", encoder_decoder=True) == ("cgan", "fader", "cvae")
+    assert all(row.can_generate and row.encoder_decoder for row in KINDS.values() if row.inverts)
 
 
 def test_an_unknown_kind_is_refused_in_one_line():

@@ -7,6 +7,8 @@ training loop. Adding a model is adding a row (and its modules and recipe).
 
     >>> KINDS["fader"].can_edit, KINDS["fader"].can_generate
     (True, False)
+    >>> names(can="edit")
+    ('cgan', 'residual', 'fader', 'cvae')
     >>> names(can="generate")
     ('cgan', 'cvae')
     >>> kind("gan")
@@ -37,6 +39,7 @@ class Kind:
     presets: tuple[str, ...] = ()  # the recipe's `preset` values (architecture and loss), if it has the setting
     encoder_decoder: bool = False  # edits by decode(encode(x), y'): can also redraw the face (`redraw=True`)
     encoder_takes_y: bool = False  # its encoder reads the photo's own attributes with the photo
+    inverts: bool = False      # has no encoder: a photo's code is found by optimisation (GAN inversion)
     sampler: str | None = None  # generators: the module that maps (z, y) to faces
     summary: str = ""          # what it is, for --help
 
@@ -74,9 +77,10 @@ class Kind:
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
-    Kind("cgan", {"generator": "facegen.models.cgan:Generator"}, ("generate",),
+    Kind("cgan", {"generator": "facegen.models.cgan:Generator"}, ("generate", "edit"),
          "facegen.training.cgan:CGANMethod", presets=("default", "study2018"), sampler="generator",
-         summary="conditional GAN: faces from attributes and noise"),
+         encoder_decoder=True, encoder_takes_y=True, inverts=True,
+         summary="conditional GAN: faces from attributes and noise; edits photos by inverting itself"),
     Kind("residual", {"editor": "facegen.models.residual:ResidualEditor"}, ("edit",),
          "facegen.training.residual:ResidualMethod", summary="residual editor distilled from the cGAN"),
     Kind("fader", {"encoder": "facegen.models.fader:Encoder", "decoder": "facegen.models.fader:Decoder"}, ("edit",),

@@ -22,6 +22,8 @@ unchanged, bit for bit. Each kind of model gives the change its own way:
   attributes; what the decoder cannot reconstruct cancels out. With
   `redraw=True` they give what the 2018 study showed instead: the decode
   itself, a new drawing of the face at the model's size.
+- `cgan`: the same difference, G(z*, y') - G(z*, y), with z* found by
+  inverting the generator on the photo (pipelines/inversion.py).
 
 The photo must be a face framed like CelebA's aligned images (eyes level,
 face centred, the centre square holding the head); `facegen edit --align`
@@ -130,14 +132,20 @@ class EditPipeline(PhotoAttributes):
         if not KINDS[self.kind].encoder_takes_y:  # the fader's encoder: the photo alone
             return self.modules["encoder"](x)  # (B, C, 8, 8)
         if y is None:
-            raise FacegenError("the cVAE encodes a photo together with its own attributes; pass y")
-        mu, _ = self.modules["encoder"](x, y.to(self.device, torch.float32))
+            raise FacegenError(f"a {self.kind} model encodes a photo together with its own attributes; pass y")
+        y = y.to(self.device, torch.float32)
+        if KINDS[self.kind].inverts:  # a GAN: the code whose drawing is the photo, found by optimisation
+            from facegen.pipelines.inversion import invert
+
+            return invert(self.modules[KINDS[self.kind].sampler], x, y)  # (B, z_dim)
+        mu, _ = self.modules["encoder"](x, y)
         return mu  # (B, z_dim)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Codes and attributes y (B, A) (any real values) -> images (B, 3, S, S) in [-1, 1]."""
-        return self.modules["decoder"](z.to(self.device), y.to(self.device, torch.float32)).clamp(-1, 1)
+        decoder = self.modules["decoder" if "decoder" in self.modules else KINDS[self.kind].sampler]
+        return decoder(z.to(self.device), y.to(self.device, torch.float32)).clamp(-1, 1)
 
     @torch.no_grad()
     def prepare(self, x: torch.Tensor, y_source: torch.Tensor | np.ndarray) -> PreparedFaces:

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facegen.errors import FacegenError
-from facegen.kinds import KINDS
+from facegen.kinds import DEFAULT_MODELS, KINDS
 from facegen.pretrained import CONFIG_NAME, SHIPPED_DIR, Pretrained, load_pretrained
 
-# Shipped models in the order of the table of kinds, which puts the CLI's defaults first (generate: cgan, edit:
-# residual), so each tab opens on the model its command would use.
+# Shipped models in the order of the table of kinds; each tab opens on the model its command uses by default
+# (generate: cgan, the first generator; edit: `editors` puts the default editor first).
 SHIPPED_ORDER = tuple(KINDS)
 
 
@@ -85,7 +85,9 @@ class Catalog:
 
     @property
     def editors(self) -> list[ModelEntry]:
-        return [entry for entry in self.entries if entry.editor is not None]
+        """The models that edit, the shipped default of `facegen edit` first (the tab opens on it)."""
+        found = [entry for entry in self.entries if entry.editor is not None]
+        return sorted(found, key=lambda entry: entry.key != DEFAULT_MODELS["edit"])
 
     def get(self, key: str, *, task: str) -> ModelEntry:
         """The entry for a drop-down value; `task` is "generate" or "edit"."""
