@@ -64,7 +64,7 @@ def build_edit_tab(catalog: Catalog, outputs: OutputFolder) -> None:
                               visible=False, buttons=["download"], elem_id="edit-result")
             with gr.Row():
                 original = _picture("Original", "edit-original")
-                reconstruction = _picture("Reconstruction", "edit-reconstruction")
+                reconstruction = _picture("Unchanged", "edit-reconstruction")
                 edited = _picture("Edited", "edit-edited")
             note = gr.Markdown(NO_PHOTO, elem_id="edit-note")
             sweep_name = gr.Dropdown(_sweep_choices(first), value=first.attribute_names[0],
