@@ -65,8 +65,10 @@ def held_out_photos(cache_path: str, data: str | None, n: int) -> tuple[list[Ima
 
 def ellipse(side: int) -> np.ndarray:
     """The face region of a CelebA centre square: a bool (side, side) ellipse (the paste-back mask's shape)."""
+    from facegen.align.warp import MASK_AXES, MASK_CENTER
+
     v, u = np.mgrid[0:side, 0:side] / side
-    return ((u - 0.5) / 0.40) ** 2 + ((v - 0.54) / 0.45) ** 2 <= 1.0
+    return ((u - MASK_CENTER[0]) / MASK_AXES[0]) ** 2 + ((v - MASK_CENTER[1]) / MASK_AXES[1]) ** 2 <= 1.0
 
 
 def run(design: str, model: str, redraw: bool, photos, labels, cache_names, args) -> dict:

@@ -29,6 +29,7 @@ from edit_photos import held_out_photos  # noqa: E402
 from facegen.data import make_grid, square_resize, to_tensor, to_uint8  # noqa: E402
 from facegen.metrics.identity import IdentityEmbedder, identity_available  # noqa: E402
 from facegen.metrics.judge import Judge  # noqa: E402
+from facegen.metrics.reconstruction import psnr  # noqa: E402
 from facegen.pipelines.change import apply_change  # noqa: E402
 from facegen.pretrained import load_pretrained  # noqa: E402
 
@@ -61,8 +62,7 @@ def main() -> None:
     z = z.detach()
     with torch.no_grad():
         base = G(z, y)
-    mse = ((base - x) ** 2).mean(dim=(1, 2, 3))
-    psnr = float((10 * torch.log10(4.0 / mse)).median())
+    reconstruction_db = float(psnr(base, x).median())
 
     judge = Judge("classifier")
     columns = [judge.names.index(name) for name in names]
@@ -73,7 +73,8 @@ def main() -> None:
     squares = np.stack([square_resize(p, side) for p in photos])
     original = embedder.embed(squares) if embedder else None
     result = {"n": len(x), "steps": args.steps, "inversion_seconds": round(seconds, 1),
-              "inversion_seconds_per_face_batched": round(seconds / len(x), 3), "reconstruction_psnr_db_median": psnr,
+              "inversion_seconds_per_face_batched": round(seconds / len(x), 3),
+              "reconstruction_psnr_db_median": reconstruction_db,
               "attributes": {}}
     sheet = [x[:8], base[:8]]
     for a, name in enumerate(names):

@@ -13,7 +13,6 @@ come first; each is flipped to the opposite of its own label.
 from __future__ import annotations
 
 import argparse
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +35,7 @@ def main() -> None:
     parser.add_argument("--zoom", type=int, default=1, help="nearest-neighbour zoom of the saved picture")
     args = parser.parse_args()
     dataset = open_dataset(FULLRES)
-    held_out = [i for i, name in enumerate(dataset.files) if zlib.crc32(name.encode()) % 10 == 0]
+    held_out = dataset.indices("valid").tolist()
     pipe = EditPipeline.from_pretrained(args.model)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     for name in ATTRIBUTES:

@@ -231,11 +231,12 @@ class EditPipeline(PhotoAttributes):
     def open(self, images: ImageLike | Sequence[ImageLike]) -> list[Image.Image]:
         """Photos (paths or PIL images, any size and mode) -> upright RGB images at their own size."""
         from facegen.data import load_photo
+        from facegen.data.images import to_rgb
 
         items = [images] if isinstance(images, (str, os.PathLike, Image.Image)) else list(images)
         if not items:
             raise FacegenError("no photos to edit")
-        return [_rgb(load_photo(item)) for item in items]  # a photo under 16 px a side is refused in one line
+        return [to_rgb(load_photo(item)) for item in items]  # a photo under 16 px a side is refused in one line
 
     def load(self, images: ImageLike | Sequence[ImageLike] | torch.Tensor) -> torch.Tensor:
         """Photos or a tensor -> x (n, 3, S, S) in [-1, 1]: the centre square, resized like the training cache."""
@@ -271,12 +272,12 @@ class EditPipeline(PhotoAttributes):
              extrapolate: bool = False) -> EditOutput:
         """Edit every photo the same way. Without request and flip each photo comes back as it was
         (with `redraw`: the model's reconstruction)."""
-        from facegen.data import square_resize, to_pil, to_tensor
+        from facegen.data import to_pil
         from facegen.pipelines.change import apply_change
 
         parsed, flips = self.parse(request, flip, extrapolate)
         photos = None if isinstance(images, torch.Tensor) else self.open(images)
-        x = self.load(images) if photos is None else to_tensor(np.stack([square_resize(p, self.size) for p in photos]))
+        x = self.load(images if photos is None else photos)
         n, names = x.shape[0], self.attribute_names
         if source_attributes is not None:
             source = np.asarray(source_attributes, dtype=np.float32).reshape(n, len(names))
@@ -287,7 +288,7 @@ class EditPipeline(PhotoAttributes):
             # does not take the photo's own.
             source, sources = np.zeros((n, len(names)), np.float32), ["not needed"] * n
         else:
-            source, sources = self.photo_attributes(images if photos is None else _paths_or(images, photos), x)
+            source, sources = self.photo_attributes(images, x)  # paths as given: a CelebA file's own labels
         target = self.targets(source, parsed, flips)
         x_out, change = self.apply(x, source, target)
         if photos is None or self.redraw:
@@ -319,18 +320,17 @@ class EditPipeline(PhotoAttributes):
         if not (bound_low <= low <= bound_high and bound_low <= high <= bound_high):
             advice = "even with --extrapolate" if extrapolate else "use --extrapolate to go beyond [0, 1]"
             raise FacegenError(f"sweep range {low:g}..{high:g} is outside [{bound_low:g}, {bound_high:g}]; {advice}")
-        x = self.load(image)[:1]
+        photo = None if isinstance(image, torch.Tensor) else self.open(image)[0]  # read once
+        x = self.load(image if photo is None else [photo])[:1]
         if source_attributes is not None:
             source = np.asarray(source_attributes, np.float32).reshape(1, -1)
         else:
             source, _ = self.photo_attributes(image, x)
         tile = None
-        if not isinstance(image, torch.Tensor) and not self.redraw:
+        if photo is not None and not self.redraw:
             from facegen.data import square_resize
 
-            photo = self.open(image)[0]
-            side = min(min(photo.size), tile_max)
-            tile = square_resize(photo, side)  # (T, T, 3) uint8
+            tile = square_resize(photo, min(min(photo.size), tile_max))  # (T, T, 3) uint8
         faces = self.prepare(x, source)
         values = np.linspace(low, high, steps, dtype=np.float32)
         rows = []
@@ -347,14 +347,3 @@ class EditPipeline(PhotoAttributes):
                 rows += [to_tensor(tile[None]), to_tensor(edited)]
         return make_grid(torch.cat(rows), nrow=steps + 1)
 
-
-def _rgb(image: Image.Image) -> Image.Image:
-    from facegen.data.images import to_rgb
-
-    return to_rgb(image)
-
-
-def _paths_or(images, photos: list[Image.Image]) -> list:
-    """What `photo_attributes` should look up: the paths as given (for CelebA labels), else the opened photos."""
-    items = [images] if isinstance(images, (str, os.PathLike, Image.Image)) else list(images)
-    return items if len(items) == len(photos) else photos
