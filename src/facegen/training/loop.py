@@ -233,11 +233,12 @@ def _load_weights(method, model: str, checkpoint: dict, source: str) -> None:
     """Put a checkpoint's module weights into a freshly configured method, keeping its new optimizers."""
     state = method.state_dict()  # the fresh optimizers' states, loaded back unchanged
     theirs = checkpoint["state"]["modules"]
-    missing = sorted(set(state["modules"]) - set(theirs))
+    fresh = set(getattr(method, "fresh_modules", ()))  # modules this recipe may start anew (a new critic)
+    missing = sorted(set(state["modules"]) - set(theirs) - fresh)
     if checkpoint["method"] != model or missing:
         raise FacegenError(f"--init-from {source} does not hold a {model} model's modules "
                            f"({', '.join(missing) or checkpoint['method']})")
-    state["modules"] = {name: theirs[name] for name in state["modules"]}
+    state["modules"] = {name: theirs.get(name, mine) for name, mine in state["modules"].items()}
     try:
         method.load_state_dict(state)
     except RuntimeError as error:  # a size or width that differs: name the first mismatch

@@ -79,6 +79,7 @@ class Method:
     """
 
     validates = False  # True: the loop calls `validate` on held-out images at every sample interval
+    fresh_modules: tuple[str, ...] = ()  # trainables that --init-from may leave at their new weights (a new critic)
 
     def __init__(self, *, attribute_names: list[str], size: int, prior: AttributePrior):
         self.attribute_names, self.size, self.prior = list(attribute_names), size, prior

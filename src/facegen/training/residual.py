@@ -26,9 +26,31 @@ latent (KL to N(0, I), weight `kl_weight`, its first `kl_free` nats free
 so that the code is used at all); at inference the code is the prior's
 mean, 0, one typical look drawn crisply.
 
-The training images of the cache are used only for their label rows and the
-sample grids (which show real held-out faces edited, to watch how the
-distilled change carries over to photos).
+Distillation alone gives faint changes: L1 learns the median of the looks a
+change can take. With `critic_weight` or `attribute_weight` > 0 the editor
+also learns on the cache's real photos, as SaGAN and AttGAN train their
+editors: each photo x with its real labels y gets one attribute flipped
+(y'), and x + change must
+
+- look real to a critic (hinge loss, `critic_weight`), and
+- show the flipped attribute to the critic's own attribute head, which
+  learns from the real photos' labels only (`attribute_weight`; only the
+  flipped columns count, so the editor is not asked to change what it was
+  not asked to change),
+
+while an L1 price on the change (`sparsity_weight`, dearer towards the
+square's edges with `sparsity_edge`) keeps the rest of the photo where it was.
+With `coach`, a separately trained classifier (frozen; never the judge that
+scores the edits) gives the attribute term instead of the critic's head,
+which learns too slowly on a CPU budget to tell the editor anything. The critic is the conditional GAN's discriminator shape
+(spectral norm, projection, attribute head) with DiffAugment, trained from
+scratch; for its first `critic_warmup` steps only it learns, so that its
+attribute head knows something before the editor listens to it. The judge
+that scores edits (the shipped classifier) is never used here.
+
+Without a critic the cache's images are used only for their label rows and
+the sample grids (real held-out faces edited, to watch how the change
+carries over to photos).
 """
 
 from __future__ import annotations
@@ -36,6 +58,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from facegen.models.cgan import Discriminator
+from facegen.models.layers import diff_augment
 from facegen.models.residual import ResidualEditor, apply_fields
 from facegen.training.method import FixedBatch, Method, flipped, make_ema, update_ema
 
@@ -43,6 +67,8 @@ GRID_ATTRIBUTES = ("Male", "Blond_Hair", "Smiling", "Eyeglasses", "Young")  # th
 
 
 class ResidualMethod(Method):
+    fresh_modules = ("critic",)  # --init-from a distilled run: the critic starts anew
+
     def __init__(self, *, attribute_names, size, prior,
                  teacher: str = "cgan",      # The cGAN whose changes are distilled: a shipped name or a model folder.
                  channels: int = 32,         # Width at full resolution (x2 each level down).
@@ -55,6 +81,17 @@ class ResidualMethod(Method):
                  style_dim: int = 0,         # Numbers of the style code (which glasses, which beard); 0: none.
                  kl_weight: float = 2e-3,    # Weight of the style code's KL divergence from N(0, I), per face.
                  kl_free: float = 4.0,       # Nats of KL per face that cost nothing ("free bits": the code gets used).
+                 distil_weight: float = 1.0,  # Weight of the teacher's L1 (0: train on real photos only).
+                 critic_weight: float = 0.0,  # Weight of the critic's realness score of edited real photos.
+                 attribute_weight: float = 0.0,  # Weight of the critic's attribute head on the flipped attributes.
+                 sparsity_weight: float = 0.0,  # Weight of the mean |change| on real photos (keep the rest as it was).
+                 sparsity_edge: float = 0.0,  # The |change| price grows to 1 + this at the square's side midpoints
+                                              # (radially, r^2): the face sits in the middle, the background outside.
+                 critic_warmup: int = 0,     # First steps in which only the critic learns from the real photos.
+                 lr_critic: float = 4e-4,    # Adam learning rate of the critic.
+                 critic_channels: int = 256,  # Critic width at 4x4.
+                 coach: str = "",            # A classifier model folder whose frozen logits the attribute term uses
+                                             # instead of the critic's own head; never the shipped judge.
                  batch_size: int = 64):      # Unused here; every method receives it.
         super().__init__(attribute_names=attribute_names, size=size, prior=prior)
         if not 0.0 <= second_flip <= 1.0:
@@ -63,6 +100,23 @@ class ResidualMethod(Method):
             raise ValueError(f"ema_beta must be in [0, 1), got {ema_beta}")
         if input_noise < 0:
             raise ValueError(f"input_noise must be at least 0, got {input_noise}")
+        weights = {"distil_weight": distil_weight, "critic_weight": critic_weight,
+                   "attribute_weight": attribute_weight, "sparsity_weight": sparsity_weight, "sparsity_edge": sparsity_edge,
+                   "critic_warmup": critic_warmup, "lr_critic": lr_critic, "critic_channels": critic_channels}
+        if any(value < 0 for value in weights.values()) or lr_critic <= 0 or critic_channels < 1:
+            raise ValueError("distil_weight, critic_weight, attribute_weight, sparsity_weight and critic_warmup must be "
+                             f"at least 0, lr_critic and critic_channels above 0, got {weights}")
+        if distil_weight == 0 and critic_weight == 0 and attribute_weight == 0:
+            raise ValueError("with distil_weight=0 the editor needs critic_weight or attribute_weight above 0")
+        self.distil_weight, self.critic_weight, self.attribute_weight = distil_weight, critic_weight, attribute_weight
+        self.sparsity_weight, self.critic_warmup, self.lr_critic = sparsity_weight, int(critic_warmup), lr_critic
+        side = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2.0 - 1.0  # pixel centres in (-1, 1)
+        self.sparsity_map = 1.0 + sparsity_edge * (side[None, :] ** 2 + side[:, None] ** 2)  # (S, S)
+        self.use_critic = critic_weight > 0 or attribute_weight > 0
+        self.coach_name = coach
+        if coach and attribute_weight == 0:
+            raise ValueError("coach is used only by the attribute term: set attribute_weight above 0")
+        self.critic_kwargs = {"n_attributes": self.n_attributes, "size": size, "channels": critic_channels}
         if not 0 <= style_dim <= 256 or kl_weight < 0 or kl_free < 0:
             raise ValueError(f"style_dim must be in [0, 256], kl_weight and kl_free at least 0, got {style_dim}, "
                              f"{kl_weight}, {kl_free}")
@@ -80,6 +134,13 @@ class ResidualMethod(Method):
         adam = lambda module: torch.optim.Adam(module.parameters(), lr=self.lr, betas=(0.9, 0.99))  # noqa: E731
         self.editor, self.optimizer = fabric.setup(editor, adam(editor))
         self.styles, self.styles_optimizer = fabric.setup(styles, adam(styles)) if styles is not None else (None, None)
+        self.critic, self.critic_optimizer = None, None
+        if self.use_critic:
+            with fabric.init_module():
+                critic = Discriminator(**self.critic_kwargs)
+            self.critic, self.critic_optimizer = fabric.setup(
+                critic, torch.optim.Adam(critic.parameters(), lr=self.lr_critic, betas=(0.0, 0.99)))
+        self.coach = load_coach(self.coach_name, self.attribute_names).to(fabric.device) if self.coach_name else None
         self.ema = make_ema(self.editor)
         self.fabric = fabric
 
@@ -104,28 +165,96 @@ class ResidualMethod(Method):
         x_source, x_target = x.chunk(2)
         return x_source, x_target, y_source, y_target
 
+    def real_edits(self, y: torch.Tensor) -> torch.Tensor:
+        """Real label rows y (B, A) -> targets y' with one attribute flipped (a second with `second_flip`)."""
+        batch, device = y.shape[0], y.device
+        rows = torch.arange(batch, device=device)
+        target = y.clone()
+        first = torch.randint(0, self.n_attributes, (batch,), device=device)
+        target[rows, first] = 1.0 - y[rows, first].round()
+        if self.n_attributes > 1:
+            second = (first + torch.randint(1, self.n_attributes, (batch,), device=device)) % self.n_attributes
+            both = torch.rand(batch, device=device) < self.second_flip
+            target[rows[both], second[both]] = 1.0 - y[rows[both], second[both]].round()
+        return target
+
+    def _criticise(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.critic(diff_augment(x, "translation"), y)
+
     def training_step(self, x, y, step):
-        x_source, x_target, y_source, y_target = self.pairs(y)
-        shown = x_source + self.input_noise * torch.randn_like(x_source)
-        wanted = x_target - x_source
-        style, kl = None, torch.zeros((), device=x_source.device)
-        if self.styles is not None:  # a conditional VAE's latent: which of the possible looks this change took
-            mu, log_var = self.styles(torch.cat([x_source, wanted], dim=1))  # (B, style_dim) each
-            style = mu + torch.randn_like(mu) * torch.exp(0.5 * log_var)
-            kl = 0.5 * (mu.pow(2) + log_var.exp() - 1.0 - log_var).sum(dim=1).mean()
-        change = apply_fields(self.editor(shown, y_source, style), y_source, y_target)  # (B, 3, S, S)
-        loss_full = F.l1_loss(change, wanted)
-        loss_half = F.l1_loss(F.avg_pool2d(change, 2), F.avg_pool2d(wanted, 2))
-        loss = loss_full + loss_half + self.kl_weight * torch.clamp(kl, min=self.kl_free)  # free bits
-        optimizers = [self.optimizer] + ([self.styles_optimizer] if self.styles is not None else [])
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        self.fabric.backward(loss)
-        for optimizer in optimizers:
-            optimizer.step()
-        update_ema(self.ema, self.editor, min(self.ema_beta, (step + 1) / (step + 10)))  # short memory at first
-        return {"loss": loss.detach(), "l1": loss_full.detach(), "l1_half": loss_half.detach(),
-                "wanted": wanted.abs().mean(), "kl": kl.detach()}
+        losses: dict[str, torch.Tensor] = {}
+        device = y.device
+        zero = torch.zeros((), device=device)
+        listening = self.use_critic and step >= self.critic_warmup  # the editor learns from the critic
+        real_y = y.round()
+        real_to = self.real_edits(real_y) if self.use_critic else None
+        shown, y_from, y_to, n_teacher = [], [], [], 0
+        style, kl, loss = None, zero, zero
+        if self.distil_weight > 0:
+            x_source, x_target, y_source, y_target = self.pairs(y)
+            wanted, n_teacher = x_target - x_source, x_source.shape[0]
+            shown, y_from, y_to = [x_source + self.input_noise * torch.randn_like(x_source)], [y_source], [y_target]
+            if self.styles is not None:  # a conditional VAE's latent: which of the possible looks this change took
+                mu, log_var = self.styles(torch.cat([x_source, wanted], dim=1))  # (B, style_dim) each
+                style = mu + torch.randn_like(mu) * torch.exp(0.5 * log_var)
+                kl = 0.5 * (mu.pow(2) + log_var.exp() - 1.0 - log_var).sum(dim=1).mean()
+                loss = self.kl_weight * torch.clamp(kl, min=self.kl_free)  # free bits
+        if listening:  # real photos, with one of their attributes flipped
+            shown, y_from, y_to = shown + [x], y_from + [real_y], y_to + [real_to]
+            if style is not None:  # real photos take the prior's mean, as at inference
+                style = torch.cat([style, torch.zeros(x.shape[0], self.style_dim, device=device)])
+
+        edited = None
+        if shown:  # the editor's step
+            y_from_all, y_to_all = torch.cat(y_from), torch.cat(y_to)
+            change = apply_fields(self.editor(torch.cat(shown), y_from_all, style), y_from_all, y_to_all)
+            if n_teacher:
+                loss_full = F.l1_loss(change[:n_teacher], wanted)
+                loss_half = F.l1_loss(F.avg_pool2d(change[:n_teacher], 2), F.avg_pool2d(wanted, 2))
+                loss = loss + self.distil_weight * (loss_full + loss_half)
+                losses |= {"l1": loss_full.detach(), "l1_half": loss_half.detach(), "wanted": wanted.abs().mean(),
+                           "kl": kl.detach()}
+            if listening:
+                real_change = change[n_teacher:]  # (B, 3, S, S)
+                edited = (x + real_change).clamp(-1, 1)
+                score_fake, logits_fake = self._criticise(edited, real_to)
+                if self.coach is not None:  # a frozen classifier's opinion, on a shifted, maybe mirrored copy
+                    seen = diff_augment(edited, "translation")
+                    mirror = torch.rand(seen.shape[0], device=device) < 0.5
+                    seen = torch.where(mirror[:, None, None, None], seen.flip(3), seen)
+                    logits_fake = self.coach(seen)
+                moved = (real_to != real_y).float()  # (B, A): only the flipped attributes are asked for
+                bce = F.binary_cross_entropy_with_logits(logits_fake, real_to, reduction="none")
+                loss_attribute = (bce * moved).sum() / moved.sum().clamp(min=1.0)
+                loss_realness = -score_fake.mean()
+                loss_sparsity = (real_change.abs() * self.sparsity_map.to(device)).mean()
+                loss = (loss + self.critic_weight * loss_realness + self.attribute_weight * loss_attribute
+                        + self.sparsity_weight * loss_sparsity)
+                losses |= {"realness": loss_realness.detach(), "attribute": loss_attribute.detach(),
+                           "change": loss_sparsity.detach()}
+            optimizers = [self.optimizer] + ([self.styles_optimizer] if self.styles is not None else [])
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            self.fabric.backward(loss)
+            for optimizer in optimizers:
+                optimizer.step()
+            update_ema(self.ema, self.editor, min(self.ema_beta, (step + 1) / (step + 10)))  # short memory at first
+            losses["loss"] = loss.detach()
+
+        if self.use_critic:  # the critic's step: real photos against edited ones, and the real photos' labels
+            if edited is None:
+                with torch.no_grad():
+                    edited = (x + apply_fields(self.editor(x, real_y), real_y, real_to)).clamp(-1, 1)
+            score, logits = self._criticise(torch.cat([x, edited.detach()]), torch.cat([real_y, real_to]))
+            score_real, score_fake = score.chunk(2)
+            loss_critic = F.relu(1.0 - score_real).mean() + F.relu(1.0 + score_fake).mean()
+            loss_labels = F.binary_cross_entropy_with_logits(logits[:x.shape[0]], real_y)
+            self.critic_optimizer.zero_grad(set_to_none=True)  # also drops what the editor's step left in it
+            self.fabric.backward(loss_critic + loss_labels)
+            self.critic_optimizer.step()
+            losses |= {"critic": loss_critic.detach(), "critic_labels": loss_labels.detach(),
+                       "critic_real": score_real.mean().detach(), "critic_edited": score_fake.mean().detach()}
+        return losses
 
     @torch.no_grad()
     def sample_grid(self, fixed: FixedBatch):
@@ -142,10 +271,12 @@ class ResidualMethod(Method):
         return {"editor": (dict(self.kwargs), self.ema)}
 
     def trainables(self):
-        return {"editor": self.editor, "ema": self.ema} | ({"styles": self.styles} if self.styles is not None else {})
+        return ({"editor": self.editor, "ema": self.ema} | ({"styles": self.styles} if self.styles is not None else {})
+                | ({"critic": self.critic} if self.critic is not None else {}))
 
     def optimizers(self):
-        return {"editor": self.optimizer} | ({"styles": self.styles_optimizer} if self.styles is not None else {})
+        return ({"editor": self.optimizer} | ({"styles": self.styles_optimizer} if self.styles is not None else {})
+                | ({"critic": self.critic_optimizer} if self.critic is not None else {}))
 
 
 class StyleEncoder(torch.nn.Module):
@@ -168,6 +299,40 @@ class StyleEncoder(torch.nn.Module):
     def forward(self, pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, log_var = self.head(self.trunk(pair).flatten(1)).chunk(2, dim=1)
         return mu, log_var.clamp(-10.0, 10.0)
+
+
+class _Coach(torch.nn.Module):
+    """A frozen attribute classifier, its logits reordered to the editor's attributes."""
+
+    def __init__(self, classifier: torch.nn.Module, columns: list[int]):
+        super().__init__()
+        self.classifier = classifier.eval().requires_grad_(False)
+        self.register_buffer("columns", torch.tensor(columns, dtype=torch.long), persistent=False)
+
+    def train(self, mode: bool = True):  # always in eval mode: BatchNorm statistics and dropout stay fixed
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(x).index_select(1, self.columns)
+
+
+def load_coach(name_or_path: str, attribute_names: list[str]) -> torch.nn.Module:
+    """The frozen classifier that tells the editor whether its edit shows the attribute (never the shipped judge)."""
+    from facegen.errors import FacegenError
+    from facegen.kinds import DEFAULT_MODELS
+    from facegen.pretrained import SHIPPED_DIR, load_pretrained
+
+    pretrained = load_pretrained(name_or_path)
+    if pretrained.kind != "classifier":
+        raise FacegenError(f"the coach {name_or_path} is a {pretrained.kind} model; it must be a classifier")
+    if pretrained.path.resolve() == (SHIPPED_DIR / DEFAULT_MODELS["classify"]).resolve():
+        raise FacegenError(f"the coach {name_or_path} is the shipped judge, which scores edits; train another "
+                           "classifier (facegen train classifier) and coach with that")
+    missing = [name for name in attribute_names if name not in pretrained.attribute_names]
+    if missing:
+        raise FacegenError(f"the coach {name_or_path} does not know {', '.join(missing)}")
+    columns = [pretrained.attribute_names.index(name) for name in attribute_names]
+    return _Coach(pretrained.modules["classifier"], columns)
 
 
 def load_teacher(name_or_path: str, attribute_names: list[str], size: int) -> torch.nn.Module:
