@@ -55,11 +55,13 @@ carries over to photos).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from facegen.models.cgan import Discriminator
-from facegen.models.layers import diff_augment
+from facegen.models.layers import centered, diff_augment
 from facegen.models.residual import ResidualEditor, apply_fields
 from facegen.training.method import FixedBatch, Method, flipped, make_ema, update_ema
 
@@ -67,7 +69,7 @@ GRID_ATTRIBUTES = ("Male", "Blond_Hair", "Smiling", "Eyeglasses", "Young")  # th
 
 
 class ResidualMethod(Method):
-    fresh_modules = ("critic",)  # --init-from a distilled run: the critic starts anew
+    fresh_modules = ("critic", "pairs_critic")  # --init-from a distilled run: the critics start anew
 
     def __init__(self, *, attribute_names, size, prior,
                  teacher: str = "cgan",      # The cGAN whose changes are distilled: a shipped name or a model folder.
@@ -84,12 +86,15 @@ class ResidualMethod(Method):
                  distil_weight: float = 1.0,  # Weight of the teacher's L1 (0: train on real photos only).
                  critic_weight: float = 0.0,  # Weight of the critic's realness score of edited real photos.
                  attribute_weight: float = 0.0,  # Weight of the critic's attribute head on the flipped attributes.
-                 sparsity_weight: float = 0.0,  # Weight of the mean |change| on real photos (keep the rest as it was).
+                 sparsity_weight: float = 0.0,  # Weight of the mean |change| (keep the rest as it was): on the
+                                                # real photos with a critic, on the teacher's faces without one.
                  sparsity_edge: float = 0.0,  # The |change| price grows to 1 + this at the square's side midpoints
                                               # (radially, r^2): the face sits in the middle, the background outside.
                  critic_warmup: int = 0,     # First steps in which only the critic learns from the real photos.
                  lr_critic: float = 4e-4,    # Adam learning rate of the critic.
                  critic_channels: int = 256,  # Critic width at 4x4.
+                 pair_weight: float = 0.0,   # Weight of the pair critic's score of (face, face + change) on the
+                                             # teacher's faces: pix2pix's answer to the blur of plain L1.
                  coach: str = "",            # A classifier model folder whose frozen logits the attribute term uses
                                              # instead of the critic's own head; never the shipped judge.
                  batch_size: int = 64):      # Unused here; every method receives it.
@@ -100,14 +105,16 @@ class ResidualMethod(Method):
             raise ValueError(f"ema_beta must be in [0, 1), got {ema_beta}")
         if input_noise < 0:
             raise ValueError(f"input_noise must be at least 0, got {input_noise}")
-        weights = {"distil_weight": distil_weight, "critic_weight": critic_weight,
+        weights = {"distil_weight": distil_weight, "critic_weight": critic_weight, "pair_weight": pair_weight,
                    "attribute_weight": attribute_weight, "sparsity_weight": sparsity_weight, "sparsity_edge": sparsity_edge,
                    "critic_warmup": critic_warmup, "lr_critic": lr_critic, "critic_channels": critic_channels}
         if any(value < 0 for value in weights.values()) or lr_critic <= 0 or critic_channels < 1:
             raise ValueError("distil_weight, critic_weight, attribute_weight, sparsity_weight and critic_warmup must be "
                              f"at least 0, lr_critic and critic_channels above 0, got {weights}")
-        if distil_weight == 0 and critic_weight == 0 and attribute_weight == 0:
-            raise ValueError("with distil_weight=0 the editor needs critic_weight or attribute_weight above 0")
+        if distil_weight == 0 and (critic_weight == 0 and attribute_weight == 0 or pair_weight > 0):
+            raise ValueError("with distil_weight=0 the editor needs critic_weight or attribute_weight above 0, "
+                             "and pair_weight needs the teacher's pairs (distil_weight above 0)")
+        self.pair_weight = pair_weight
         self.distil_weight, self.critic_weight, self.attribute_weight = distil_weight, critic_weight, attribute_weight
         self.sparsity_weight, self.critic_warmup, self.lr_critic = sparsity_weight, int(critic_warmup), lr_critic
         side = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2.0 - 1.0  # pixel centres in (-1, 1)
@@ -140,6 +147,13 @@ class ResidualMethod(Method):
                 critic = Discriminator(**self.critic_kwargs)
             self.critic, self.critic_optimizer = fabric.setup(
                 critic, torch.optim.Adam(critic.parameters(), lr=self.lr_critic, betas=(0.0, 0.99)))
+        self.pairs_critic, self.pairs_optimizer = None, None
+        if self.pair_weight > 0:
+            with fabric.init_module():
+                pairs_critic = PairCritic(n_attributes=self.n_attributes, size=self.size,
+                                          channels=self.critic_kwargs["channels"])
+            self.pairs_critic, self.pairs_optimizer = fabric.setup(
+                pairs_critic, torch.optim.Adam(pairs_critic.parameters(), lr=self.lr_critic, betas=(0.0, 0.99)))
         self.coach = load_coach(self.coach_name, self.attribute_names).to(fabric.device) if self.coach_name else None
         self.ema = make_ema(self.editor)
         self.fabric = fabric
@@ -181,6 +195,11 @@ class ResidualMethod(Method):
     def _criticise(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.critic(diff_augment(x, "translation"), y)
 
+    def _judge_pairs(self, before: torch.Tensor, after: torch.Tensor, y_before: torch.Tensor,
+                     y_after: torch.Tensor) -> torch.Tensor:
+        pair = diff_augment(torch.cat([before, after], dim=1), "translation")  # both faces shifted alike
+        return self.pairs_critic(pair, y_before, y_after)
+
     def training_step(self, x, y, step):
         losses: dict[str, torch.Tensor] = {}
         device = y.device
@@ -214,6 +233,15 @@ class ResidualMethod(Method):
                 loss = loss + self.distil_weight * (loss_full + loss_half)
                 losses |= {"l1": loss_full.detach(), "l1_half": loss_half.detach(), "wanted": wanted.abs().mean(),
                            "kl": kl.detach()}
+                if self.pairs_critic is not None:  # does (face, face + change) look like one of the teacher's pairs?
+                    drawn = (x_source + change[:n_teacher]).clamp(-1, 1)
+                    loss_pair = -self._judge_pairs(x_source, drawn, y_source, y_target).mean()
+                    loss = loss + self.pair_weight * loss_pair
+                    losses["pair"] = loss_pair.detach()
+                if self.sparsity_weight > 0 and not self.use_critic:  # no real photos: the price on the teacher's faces
+                    loss_sparsity = (change[:n_teacher].abs() * self.sparsity_map.to(device)).mean()
+                    loss = loss + self.sparsity_weight * loss_sparsity
+                    losses["change"] = loss_sparsity.detach()
             if listening:
                 real_change = change[n_teacher:]  # (B, 3, S, S)
                 edited = (x + real_change).clamp(-1, 1)
@@ -240,6 +268,17 @@ class ResidualMethod(Method):
                 optimizer.step()
             update_ema(self.ema, self.editor, min(self.ema_beta, (step + 1) / (step + 10)))  # short memory at first
             losses["loss"] = loss.detach()
+
+        if self.pairs_critic is not None:  # the pair critic's step: the teacher's pairs against the editor's
+            score = self._judge_pairs(torch.cat([x_source, x_source]), torch.cat([x_target, drawn.detach()]),
+                                      torch.cat([y_source, y_source]), torch.cat([y_target, y_target]))
+            score_real, score_fake = score.chunk(2)
+            loss_pairs = F.relu(1.0 - score_real).mean() + F.relu(1.0 + score_fake).mean()
+            self.pairs_optimizer.zero_grad(set_to_none=True)
+            self.fabric.backward(loss_pairs)
+            self.pairs_optimizer.step()
+            losses |= {"pairs": loss_pairs.detach(), "pairs_teacher": score_real.mean().detach(),
+                       "pairs_editor": score_fake.mean().detach()}
 
         if self.use_critic:  # the critic's step: real photos against edited ones, and the real photos' labels
             if edited is None:
@@ -272,11 +311,13 @@ class ResidualMethod(Method):
 
     def trainables(self):
         return ({"editor": self.editor, "ema": self.ema} | ({"styles": self.styles} if self.styles is not None else {})
-                | ({"critic": self.critic} if self.critic is not None else {}))
+                | ({"critic": self.critic} if self.critic is not None else {})
+                | ({"pairs_critic": self.pairs_critic} if self.pairs_critic is not None else {}))
 
     def optimizers(self):
         return ({"editor": self.optimizer} | ({"styles": self.styles_optimizer} if self.styles is not None else {})
-                | ({"critic": self.critic_optimizer} if self.critic is not None else {}))
+                | ({"critic": self.critic_optimizer} if self.critic is not None else {})
+                | ({"pairs_critic": self.pairs_optimizer} if self.pairs_critic is not None else {}))
 
 
 class StyleEncoder(torch.nn.Module):
@@ -299,6 +340,34 @@ class StyleEncoder(torch.nn.Module):
     def forward(self, pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, log_var = self.head(self.trunk(pair).flatten(1)).chunk(2, dim=1)
         return mu, log_var.clamp(-10.0, 10.0)
+
+
+class PairCritic(torch.nn.Module):
+    """Training only: a face and its edit (B, 6, S, S) with both attribute rows -> a score: one of the teacher's
+    own pairs (high) or the editor's (low)?
+
+    Spectral norm on every layer; the attribute rows enter by projection, so
+    the score also asks whether the change is the one that was asked for.
+    """
+
+    def __init__(self, *, n_attributes: int, size: int, channels: int = 256):
+        super().__init__()
+        from torch.nn.utils.parametrizations import spectral_norm
+
+        levels = int(math.log2(size // 4))  # halvings down to 4x4
+        widths = [max(channels >> (levels - 1 - i), 16) for i in range(levels)]  # e.g. 32, 64, 128, 256 at 64 px
+        layers, width = [], 6
+        for out in widths:
+            layers += [spectral_norm(torch.nn.Conv2d(width, out, 4, 2, 1)), torch.nn.LeakyReLU(0.2)]
+            width = out
+        self.features = torch.nn.Sequential(*layers)  # (B, C, 4, 4)
+        self.score = spectral_norm(torch.nn.Linear(width, 1))
+        self.embed = spectral_norm(torch.nn.Linear(2 * n_attributes, width, bias=False))
+
+    def forward(self, pair: torch.Tensor, y_before: torch.Tensor, y_after: torch.Tensor) -> torch.Tensor:
+        h = self.features(pair).sum(dim=(2, 3))  # (B, C)
+        condition = torch.cat([centered(y_before), centered(y_after) - centered(y_before)], dim=1)  # (B, 2A)
+        return self.score(h).squeeze(1) + (self.embed(condition) * h).sum(dim=1)
 
 
 class _Coach(torch.nn.Module):
