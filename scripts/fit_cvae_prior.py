@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--covariance", choices=("full", "diag"), default="full", help="default full")
     parser.add_argument("--codes", choices=("means", "samples"), default="means",
                         help="fit to the posterior means or to one sample of q(z | x, y) per face (default means)")
+    parser.add_argument("--conditional", action="store_true",
+                        help="a prior p(z | y): codes shifted by a least-squares map from the attributes (default off)")
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="the sampling temperature stored with the prior (default 1)")
     parser.add_argument("--seed", type=int, default=0)
@@ -42,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         folder, info = fit_latent_prior(args.model, args.data, out=args.out, components=args.components,
-                                        covariance=args.covariance, codes=args.codes, temperature=args.temperature,
+                                        covariance=args.covariance, codes=args.codes, conditional=args.conditional,
+                                        temperature=args.temperature,
                                         seed=args.seed)
     except FacegenError as error:
         print(f"fit_cvae_prior: {error}", file=sys.stderr)

@@ -70,6 +70,22 @@ def test_sampling_shape_seed_and_temperature():
     assert prior.log_prob(z[:5]).shape == (5,)
 
 
+def test_a_conditional_prior_moves_codes_with_the_attributes():
+    torch.manual_seed(0)
+    y = torch.randint(0, 2, (600, 2)).float()
+    z = torch.randn(600, 3) * 0.1 + y @ torch.tensor([[3.0, 0.0, 0.0], [0.0, -2.0, 0.0]])  # z carries y
+    prior, info = fit_gaussian_mixture(z, components=1, y=y)
+    assert info["conditional"] and prior.n_attributes == 2
+    torch.testing.assert_close(prior.attribute_shift, torch.tensor([[3.0, 0.0, 0.0], [0.0, -2.0, 0.0]]),
+                               atol=0.05, rtol=0)
+    asked = torch.tensor([[1.0, 0.0]]).repeat(500, 1)
+    drawn = prior.sample(500, torch.Generator().manual_seed(0), y=asked)
+    torch.testing.assert_close(drawn.mean(0), torch.tensor([3.0, 0.0, 0.0]), atol=0.05, rtol=0)
+    assert drawn.std(0).max() < 0.15  # only the spread that y does not explain is left
+    with pytest.raises(AssertionError, match="this prior is conditional"):
+        prior.sample(3)
+
+
 @pytest.mark.parametrize("codes, components, covariance, message", [
     (torch.randn(10, 3), 6, "full", "at least 12 codes"),
     (torch.full((10, 3), float("nan")), 1, "full", "finite"),
@@ -94,7 +110,7 @@ def test_the_prior_is_saved_in_the_folder_and_loaded_with_the_model(tiny_cvae, f
     prior = after.latent_prior
     assert isinstance(prior, GaussianMixturePrior) and prior.z_dim == Z_DIM and prior.temperature == 0.9
     config = json.loads((fitted_cvae / "config.json").read_text())
-    assert config["latent_prior"] == {"z_dim": Z_DIM, "components": 1, "temperature": 0.9}
+    assert config["latent_prior"] == {"z_dim": Z_DIM, "components": 1, "temperature": 0.9, "n_attributes": 0}
     assert config["info"]["latent_prior"]["fitted_to"] == "means"
     for name in ("encoder", "decoder"):  # the networks are copied as they were
         for key, value in before.modules[name].state_dict().items():
@@ -104,6 +120,18 @@ def test_the_prior_is_saved_in_the_folder_and_loaded_with_the_model(tiny_cvae, f
     save_latent_prior(fitted_cvae, GaussianMixturePrior(z_dim=Z_DIM, components=2))
     assert load_pretrained(fitted_cvae).latent_prior.components == 2
     save_latent_prior(fitted_cvae, prior)
+
+
+def test_a_conditional_prior_is_stored_and_given_the_faces_attributes(tiny_cvae, tiny_cache, tmp_path):
+    out = tmp_path / "model"
+    fit_latent_prior(str(tiny_cvae), str(tiny_cache), out=str(out), conditional=True)
+    pipe = GenerationPipeline.from_pretrained(out)
+    prior = pipe.pretrained.latent_prior
+    assert prior.n_attributes == 3 and prior.attribute_shift.shape == (3, Z_DIM)
+    y = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    assert torch.equal(pipe.noise(2, torch.Generator().manual_seed(1), y=y),
+                       prior.sample(2, torch.Generator().manual_seed(1), y=y))
+    assert pipe("smiling=1", n=2, generator=torch.Generator().manual_seed(0)).x.shape == (2, 3, 16, 16)
 
 
 def test_generation_uses_the_fitted_prior_by_default(fitted_cvae):
@@ -158,6 +186,7 @@ def _corrupt(folder: Path, target: Path, *, tensors=None, settings=None) -> Path
     ({"settings": {"components": 3}}, "does not match config.json for latent_prior"),
     ({"settings": {"temperature": 0}}, "bad settings for latent_prior"),
     ({"settings": {"shape": "round"}}, "unknown setting"),
+    ({"settings": {"n_attributes": 2}}, "latent_prior n_attributes is 2 but attribute_names holds 3"),
 ])
 def test_a_broken_prior_is_refused_in_one_line(fitted_cvae, tmp_path, change, message):
     broken = _corrupt(fitted_cvae, tmp_path / "broken", **change)

@@ -110,7 +110,8 @@ def save_pretrained(folder: str | Path, *, model: str, preset: str = "default", 
 
 def latent_prior_settings(prior: nn.Module) -> dict:
     """The constructor arguments of a GaussianMixturePrior, as config.json holds them."""
-    return {"z_dim": int(prior.z_dim), "components": int(prior.components), "temperature": float(prior.temperature)}
+    return {"z_dim": int(prior.z_dim), "components": int(prior.components), "temperature": float(prior.temperature),
+            "n_attributes": int(prior.n_attributes)}
 
 
 def _latent_prior_tensors(prior: nn.Module) -> dict[str, torch.Tensor]:

@@ -250,6 +250,9 @@ def _check_latent_prior(config: dict, kind: str, where: str) -> None:
     z_dim = config["modules"][sampler].get("z_dim", 128)
     if kwargs.get("z_dim", 128) != z_dim:
         raise FacegenError(f"{where}: latent_prior z_dim is {kwargs.get('z_dim', 128)} but the {sampler}'s is {z_dim}")
+    if kwargs.get("n_attributes", 0) not in (0, len(config["attribute_names"])):
+        raise FacegenError(f"{where}: latent_prior n_attributes is {kwargs['n_attributes']} but attribute_names "
+                           f"holds {len(config['attribute_names'])}")
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -9,7 +9,11 @@ training images; sampling z from it gives the decoder codes it knows.
 
 A diagonal mixture is the same module with diagonal `scale_tril`; a single
 Gaussian is `components=1`. `temperature` scales each component's spread
-around its mean (1 = as fitted). The fit itself is in
+around its mean (1 = as fitted). With `n_attributes` > 0 the prior is
+conditional, p(z | y): every code is shifted by (y - attribute_mean) @
+attribute_shift, a least-squares map from the labels to the codes, because a
+cVAE's codes still carry some of the attributes and a code drawn for someone
+else's face argues with the y it is decoded with. The fit itself is in
 `facegen.training.latent_prior`.
 
     >>> import torch
@@ -31,31 +35,47 @@ from torch import nn
 class GaussianMixturePrior(nn.Module):
     """p(z) = sum_k weights[k] N(z; means[k], scale_tril[k] scale_tril[k]^T), sampled on the CPU."""
 
-    def __init__(self, *, z_dim: int = 128, components: int = 1, temperature: float = 1.0):
+    def __init__(self, *, z_dim: int = 128, components: int = 1, temperature: float = 1.0, n_attributes: int = 0):
         super().__init__()
-        assert 1 <= components <= 1024 and 1 <= z_dim <= 4096, (
-            f"components must be in 1..1024 and z_dim in 1..4096, got {components} and {z_dim}")
+        assert 1 <= components <= 1024 and 1 <= z_dim <= 4096 and 0 <= n_attributes <= 1024, (
+            f"components must be in 1..1024, z_dim in 1..4096 and n_attributes in 0..1024, "
+            f"got {components}, {z_dim} and {n_attributes}")
         assert 0 < temperature <= 10, f"temperature must be in (0, 10], got {temperature}"
         self.z_dim, self.components, self.temperature = z_dim, components, float(temperature)
+        self.n_attributes = n_attributes
         # Until fitted (or loaded): K copies of N(0, I), so an unfitted prior is the plain VAE prior.
         self.register_buffer("weights", torch.full((components,), 1.0 / components))        # (K,)
         self.register_buffer("means", torch.zeros(components, z_dim))                      # (K, D)
         self.register_buffer("scale_tril", torch.eye(z_dim).repeat(components, 1, 1))      # (K, D, D)
+        if n_attributes:
+            self.register_buffer("attribute_mean", torch.zeros(n_attributes))              # (A,)
+            self.register_buffer("attribute_shift", torch.zeros(n_attributes, z_dim))      # (A, D)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, *,
-               temperature: float | None = None) -> torch.Tensor:
-        """n codes (n, z_dim), float32 on the CPU; the same generator state gives the same codes."""
+    def sample(self, n: int, generator: torch.Generator | None = None, *, temperature: float | None = None,
+               y: torch.Tensor | None = None) -> torch.Tensor:
+        """n codes (n, z_dim), float32 on the CPU, for attributes y (n, A) if the prior is conditional;
+        the same generator state gives the same codes."""
         temperature = self.temperature if temperature is None else float(temperature)
         k = torch.multinomial(self.weights.float().cpu(), n, replacement=True, generator=generator)  # (n,)
         eps = torch.randn(n, self.z_dim, 1, generator=generator)                                    # (n, D, 1)
         scale = self.scale_tril.float().cpu()[k]                                                    # (n, D, D)
-        return self.means.float().cpu()[k] + temperature * (scale @ eps).squeeze(-1)                # (n, D)
+        z = self.means.float().cpu()[k] + temperature * (scale @ eps).squeeze(-1)                   # (n, D)
+        return z + self.shift(y, n)
+
+    def shift(self, y: torch.Tensor | None, n: int) -> torch.Tensor | float:
+        """What attributes y (n, A) add to a code: (n, D), or 0 for an unconditional prior."""
+        if not self.n_attributes:
+            return 0.0
+        assert y is not None and tuple(y.shape) == (n, self.n_attributes), (
+            f"this prior is conditional: pass y of shape ({n}, {self.n_attributes}), got "
+            f"{None if y is None else tuple(y.shape)}")
+        return (y.float().cpu() - self.attribute_mean.float().cpu()) @ self.attribute_shift.float().cpu()
 
     def problem(self) -> str | None:
         """Why these buffers are not a usable mixture (non-finite, weights not summing to 1, a singular
         component), or None."""
-        if not all(bool(torch.isfinite(b).all()) for b in (self.weights, self.means, self.scale_tril)):
+        if not all(bool(torch.isfinite(b).all()) for b in self.buffers()):
             return "holds values that are not finite"
         if bool((self.weights < 0).any()) or abs(float(self.weights.double().sum()) - 1) > 1e-3:
             return "has weights that are not a distribution (negative, or not summing to 1)"
@@ -64,9 +84,10 @@ class GaussianMixturePrior(nn.Module):
         return None
 
     @torch.no_grad()
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        """log p(z) in nats: (n,) for z (n, z_dim)."""
+    def log_prob(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(z) (or log p(z | y)) in nats: (n,) for z (n, z_dim)."""
         assert z.ndim == 2 and z.shape[1] == self.z_dim, f"z must be (n, {self.z_dim}), got {tuple(z.shape)}"
+        z = z.cpu() - self.shift(y, len(z))
         return component_log_probs(z.double(), self.weights.double(), self.means.double(),
                                    self.scale_tril.double()).logsumexp(dim=1).to(z.dtype)
 

@@ -118,16 +118,17 @@ class GenerationPipeline:
         """The low-level call: attributes y (n, A) -> images x (n, 3, S, S) in [-1, 1]; noise from `generator`."""
         assert y.ndim == 2 and y.shape[1] == len(self.attribute_names), (
             f"y must be (n, {len(self.attribute_names)}) for attributes {self.attribute_names}, got {tuple(y.shape)}")
-        z = self.noise(y.shape[0], generator)  # (n, z_dim), drawn on the CPU: same on any device
+        z = self.noise(y.shape[0], generator, y=y)  # (n, z_dim), drawn on the CPU: same on any device
         placement = dict(device=self.device, dtype=self.dtype)
         chunks = [self.network(z[i:i + batch_size].to(**placement), y[i:i + batch_size].to(**placement)).float().cpu()
                   for i in range(0, y.shape[0], batch_size)]
         return torch.cat(chunks).clamp(-1, 1)
 
-    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n codes z (n, z_dim) on the CPU, from the fitted prior or N(0, I) (see `z_prior`)."""
+    def noise(self, n: int, generator: torch.Generator | None = None, *, y: torch.Tensor | None = None) -> torch.Tensor:
+        """n codes z (n, z_dim) on the CPU, from the fitted prior (given the faces' attributes y (n, A), if it
+        is conditional) or N(0, I) (see `z_prior`)."""
         if self.latent_prior is not None:
-            return self.latent_prior.sample(n, generator, temperature=self.temperature)
+            return self.latent_prior.sample(n, generator, temperature=self.temperature, y=y)
         z = torch.randn(n, self.z_dim, generator=generator)
         return z if self.temperature is None else z * self.temperature
 

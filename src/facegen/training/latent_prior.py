@@ -25,8 +25,9 @@ CODES = ("means", "samples")
 
 @torch.no_grad()
 def posterior_codes(encoder: torch.nn.Module, cache, attribute_names: list[str], *, split: str = "train",
-                    batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """The encoder's (mu, logvar), each (N, z_dim), of every `split` image of the cache, read with its own labels."""
+                    batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The encoder's (mu, logvar), each (N, z_dim), of every `split` image of the cache, read with its own labels
+    y (N, A), which are returned too."""
     from facegen.data import to_tensor
 
     missing = [name for name in attribute_names if name not in cache.attribute_names]
@@ -37,7 +38,7 @@ def posterior_codes(encoder: torch.nn.Module, cache, attribute_names: list[str],
     if len(index) == 0:
         raise FacegenError(f"{cache.path} has no {split} images to fit a prior to")
     columns = [cache.attribute_names.index(name) for name in attribute_names]
-    mus, logvars = [], []
+    mus, logvars, ys = [], [], []
     for start in range(0, len(index), batch_size):
         rows = index[start:start + batch_size]
         x = to_tensor(np.asarray(cache.images[rows]))                                     # (B, 3, S, S)
@@ -45,18 +46,21 @@ def posterior_codes(encoder: torch.nn.Module, cache, attribute_names: list[str],
         mu, logvar = encoder(x, y)
         mus.append(mu)
         logvars.append(logvar)
-    return torch.cat(mus), torch.cat(logvars)
+        ys.append(y)
+    return torch.cat(mus), torch.cat(logvars), torch.cat(ys)
 
 
 def fit_gaussian_mixture(z: torch.Tensor, *, components: int = 1, covariance: str = "full",
-                         iterations: int = 200, seed: int = 0, floor: float = 1e-3,
+                         y: torch.Tensor | None = None, iterations: int = 200, seed: int = 0, floor: float = 1e-3,
                          tolerance: float = 1e-5) -> tuple[GaussianMixturePrior, dict]:
     """EM for a K-component Gaussian mixture over codes z (N, D); returns the prior and what the fit did.
 
     Components start from k-means++ seeds; `floor` (a fraction of the codes'
     mean variance) is added to every variance so that no component collapses
     onto a few codes. Float64 throughout: a 128-d full covariance is otherwise
-    badly conditioned.
+    badly conditioned. With the codes' labels y (N, A) the prior is
+    conditional: the least-squares map from centred y to z is taken out of the
+    codes first, the mixture fitted to what is left, and the map stored.
 
     >>> z = torch.cat([torch.randn(200, 2) - 4, torch.randn(200, 2) + 4])
     >>> prior, info = fit_gaussian_mixture(z, components=2, seed=0)
@@ -72,6 +76,14 @@ def fit_gaussian_mixture(z: torch.Tensor, *, components: int = 1, covariance: st
         raise FacegenError(f"{components} components need at least {2 * components} codes, got {n}; "
                            "fit fewer components")
     z = z.double()
+    attribute_mean = shift = None
+    if y is not None:
+        if y.ndim != 2 or len(y) != n or not torch.isfinite(y).all():
+            raise FacegenError(f"labels must be a finite ({n}, A) array for {n} codes, got shape {tuple(y.shape)}")
+        attribute_mean = y.double().mean(dim=0)                                            # (A,)
+        centred = y.double() - attribute_mean                                              # (N, A)
+        shift = torch.linalg.lstsq(centred, z - z.mean(dim=0)).solution                    # (A, D)
+        z = z - centred @ shift
     reg = floor * float(z.var(dim=0).mean())
     generator = torch.Generator().manual_seed(seed)
     means = _kmeans_pp(z, components, generator)                                          # (K, D)
@@ -85,12 +97,16 @@ def fit_gaussian_mixture(z: torch.Tensor, *, components: int = 1, covariance: st
         if log_likelihood - previous < tolerance * abs(log_likelihood):
             break
         previous = log_likelihood
-    prior = GaussianMixturePrior(z_dim=d, components=components)
+    prior = GaussianMixturePrior(z_dim=d, components=components, n_attributes=0 if y is None else y.shape[1])
     prior.weights.copy_(weights.float())
     prior.means.copy_(means.float())
     prior.scale_tril.copy_(scale_tril.float())
-    return prior, {"components": components, "covariance": covariance, "iterations": done, "codes": n,
-                   "log_likelihood_per_code": round(log_likelihood, 3), "floor": floor, "seed": seed}
+    if y is not None:
+        prior.attribute_mean.copy_(attribute_mean.float())
+        prior.attribute_shift.copy_(shift.float())
+    return prior, {"components": components, "covariance": covariance, "conditional": y is not None,
+                   "iterations": done, "codes": n, "log_likelihood_per_code": round(log_likelihood, 3),
+                   "floor": floor, "seed": seed}
 
 
 def _kmeans_pp(z: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
@@ -121,7 +137,8 @@ def _m_step(z: torch.Tensor, resp: torch.Tensor, covariance: str, reg: float):
 
 def codes_for_fit(mu: torch.Tensor, logvar: torch.Tensor, *, codes: str = "means", draws: int = 1,
                   seed: int = 0) -> torch.Tensor:
-    """What the mixture is fitted to: the posterior means, or `draws` samples of q(z | x, y) per face."""
+    """What the mixture is fitted to: the posterior means, or `draws` samples of q(z | x, y) per face
+    ((draws * N, D), draw-major: the labels of row i are y[i % N])."""
     if codes not in CODES:
         raise FacegenError(f"codes must be {' or '.join(CODES)}, got {codes!r}")
     if codes == "means":
@@ -132,8 +149,8 @@ def codes_for_fit(mu: torch.Tensor, logvar: torch.Tensor, *, codes: str = "means
 
 
 def fit_latent_prior(model: str, data: str, *, out: str | None = None, components: int = 1,
-                     covariance: str = "full", codes: str = "means", temperature: float = 1.0,
-                     iterations: int = 200, seed: int = 0) -> tuple[str, dict]:
+                     covariance: str = "full", codes: str = "means", conditional: bool = False,
+                     temperature: float = 1.0, iterations: int = 200, seed: int = 0) -> tuple[str, dict]:
     """Encode the training faces of `data`, fit the mixture, write it into `out` (default: the model's folder)."""
     from facegen.data import open_cache
     from facegen.kinds import KINDS
@@ -150,9 +167,10 @@ def fit_latent_prior(model: str, data: str, *, out: str | None = None, component
     if cache.size != pretrained.size:
         raise FacegenError(f"{cache.path} holds {cache.size}px images but the model is {pretrained.size}px; "
                            f"fit on a cache of the model's size (facegen prepare --size {pretrained.size})")
-    mu, logvar = posterior_codes(pretrained.modules["encoder"], cache, pretrained.attribute_names)
+    mu, logvar, y = posterior_codes(pretrained.modules["encoder"], cache, pretrained.attribute_names)
     prior, info = fit_gaussian_mixture(codes_for_fit(mu, logvar, codes=codes, seed=seed), components=components,
-                                       covariance=covariance, iterations=iterations, seed=seed)
+                                       covariance=covariance, y=y if conditional else None, iterations=iterations,
+                                       seed=seed)
     prior.temperature = float(temperature)
     info = {**info, "fitted_to": codes, "data": str(data), "split": "train", "temperature": float(temperature)}
     folder = save_latent_prior(out or pretrained.path, prior, info=info, source=pretrained.path)
