@@ -23,7 +23,7 @@ def ship(run: str, name: str) -> Path:
     target = SHIPPED_DIR / name
     save_pretrained(target, model=config["model"], preset=config.get("preset", "default"), size=config["size"],
                     attribute_names=config["attribute_names"], modules=modules, prior=model.prior,
-                    info=config.get("info"), dtype=torch.float16)
+                    info=config.get("info"), dtype=torch.float16, latent_prior=model.latent_prior)
     return target
 
 

@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out-dir", help="write one PNG per face into this folder instead of a grid")
     generate.add_argument("--nrow", type=int_type(1, MAX_COUNT), help="faces per row of the grid (default 8)")
     generate.add_argument("--extrapolate", action="store_true", help="allow values beyond [0, 1] (up to -3..4)")
+    generate.add_argument("--z-prior", choices=("fitted", "normal"),
+                          help="where the noise z comes from: the model's fitted prior (the cvae ships one) or "
+                               "N(0, I) (default: fitted where the model has one)")
+    generate.add_argument("--temperature", type=float_type(0, 10, open_low=True),
+                          help="scale of z's spread around the prior's centres (default: the prior's own; 1 for N(0, I))")
     generate.set_defaults(handler=commands.generate)
 
     evaluate = subcommands.add_parser("evaluate", help="measure a model: attribute control, FID/KID, edits, reconstruction")

@@ -77,7 +77,7 @@ def generate(args: argparse.Namespace) -> int:
     check_writable(args.output if not args.out_dir else None, args.out_dir)
     if not args.out_dir:
         check_name(_sidecar(args.output))
-    pipe = GenerationPipeline.from_pretrained(args.model)
+    pipe = GenerationPipeline.from_pretrained(args.model, z_prior=args.z_prior, temperature=args.temperature)
     request = list(args.attributes) + ([args.attributes_file] if args.attributes_file else [])
     out = pipe(request, n=args.n, generator=torch.Generator().manual_seed(args.seed), extrapolate=args.extrapolate)
     records = [{"index": i, **{name: round(float(v), 4) for name, v in zip(out.attribute_names, row)}}
@@ -95,8 +95,9 @@ def generate(args: argparse.Namespace) -> int:
         save_image(make_grid(out.x, nrow=columns), args.output)
         sidecar = _sidecar(args.output)
         where = f"a grid of {len(out.images)} faces in {args.output}"
-    text = json.dumps({"model": str(pipe.pretrained.path), "seed": args.seed, "request": out.request,
-                       "faces": records}, indent=1) + "\n"
+    text = json.dumps({"model": str(pipe.pretrained.path), "seed": args.seed, "z_prior": pipe.z_prior,
+                       **({"temperature": args.temperature} if args.temperature is not None else {}),
+                       "request": out.request, "faces": records}, indent=1) + "\n"
     guarded_write(sidecar, lambda tmp: tmp.write_text(text))
     print(f"wrote {where} ({format_request(out.request) or 'no attributes named'}; "
           f"the values of every face are in {sidecar})")

@@ -8,6 +8,11 @@ rebuilds the modules from it and then fills in the weights:
                           "attribute_names": [...], "modules": {"generator": {...kwargs}}}
       model.safetensors  "generator.<param>" ..., plus "prior_patterns", "prior_counts"
 
+A cVAE may also carry a fitted prior over its codes z (`GaussianMixturePrior`,
+written by `save_latent_prior`): its constructor arguments under
+"latent_prior" in config.json and its tensors as "latent_prior.<buffer>"
+(float32 always), loaded as `Pretrained.latent_prior`.
+
 Shipped models live in `facegen/weights/<name>/` and are found by name (the
 kind's name, see `facegen.kinds`); anything else is a path.
 """
@@ -34,6 +39,7 @@ FORMAT_VERSION = 1
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 _PRIOR_KEYS = ("prior_patterns", "prior_counts")
+LATENT_PRIOR = "latent_prior"  # config key and tensor prefix of a fitted prior over z
 
 
 def module_classes(model: str, preset: str = "default") -> dict[str, type[nn.Module]]:
@@ -52,6 +58,7 @@ class Pretrained:
     modules: dict[str, nn.Module]
     prior: AttributePrior | None = None
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
+    latent_prior: nn.Module | None = None  # a GaussianMixturePrior over z, on the CPU, where one was fitted
 
     @property
     def kind(self) -> str:
@@ -69,11 +76,12 @@ class Pretrained:
 def save_pretrained(folder: str | Path, *, model: str, preset: str = "default", size: int,
                     attribute_names: list[str], modules: dict[str, tuple[dict, nn.Module]],
                     prior: AttributePrior | None = None, info: dict | None = None,
-                    dtype: torch.dtype = torch.float32) -> Path:
+                    dtype: torch.dtype = torch.float32, latent_prior: nn.Module | None = None) -> Path:
     """Write config.json + model.safetensors atomically (a reader never sees half a model).
 
     `modules` maps a name to (constructor kwargs, module). Floating-point
-    weights are stored as `dtype` (float16 for the shipped models).
+    weights are stored as `dtype` (float16 for the shipped models); a
+    `latent_prior` is stored as float32 whatever `dtype` says.
     """
     from safetensors.torch import save_file
 
@@ -92,6 +100,46 @@ def save_pretrained(folder: str | Path, *, model: str, preset: str = "default", 
         "model": model, "preset": preset, "size": size, "attribute_names": list(attribute_names),
         "modules": {name: kwargs for name, (kwargs, _) in modules.items()}, **({"info": info} if info else {}),
     }
+    if latent_prior is not None:
+        config[LATENT_PRIOR] = latent_prior_settings(latent_prior)
+        tensors |= _latent_prior_tensors(latent_prior)
+    atomic_write(folder / WEIGHTS_NAME, lambda path: save_file(tensors, str(path), metadata={"format": FORMAT}))
+    atomic_write(folder / CONFIG_NAME, lambda path: path.write_text(json.dumps(config, indent=2) + "\n"))
+    return folder
+
+
+def latent_prior_settings(prior: nn.Module) -> dict:
+    """The constructor arguments of a GaussianMixturePrior, as config.json holds them."""
+    return {"z_dim": int(prior.z_dim), "components": int(prior.components), "temperature": float(prior.temperature),
+            "n_attributes": int(prior.n_attributes)}
+
+
+def _latent_prior_tensors(prior: nn.Module) -> dict[str, torch.Tensor]:
+    return {f"{LATENT_PRIOR}.{key}": value.detach().cpu().float().contiguous()
+            for key, value in prior.state_dict().items()}
+
+
+def save_latent_prior(folder: str | Path, prior: nn.Module, *, info: dict | None = None,
+                      source: str | Path | None = None) -> Path:
+    """Put a fitted latent prior into a model folder (replacing any there), leaving every other tensor as stored.
+
+    With `source` (another model folder) the model is copied from there first,
+    so a shipped model can be given a prior in a new folder. `info` (how the
+    prior was fitted) goes into config.json's "info".
+    """
+    from safetensors.torch import load_file, save_file
+
+    source = resolve_model_path(source or folder)
+    config = json.loads((source / CONFIG_NAME).read_text())
+    tensors = {key: value for key, value in load_file(str(source / WEIGHTS_NAME)).items()
+               if not key.startswith(f"{LATENT_PRIOR}.")}
+    tensors |= _latent_prior_tensors(prior)
+    config[LATENT_PRIOR] = latent_prior_settings(prior)
+    if info is not None:
+        config["info"] = {**config.get("info", {}), LATENT_PRIOR: info}
+    check_model_config(config, str(Path(folder) / CONFIG_NAME))
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / WEIGHTS_NAME, lambda path: save_file(tensors, str(path), metadata={"format": FORMAT}))
     atomic_write(folder / CONFIG_NAME, lambda path: path.write_text(json.dumps(config, indent=2) + "\n"))
     return folder
@@ -137,28 +185,42 @@ def load_pretrained(name_or_path: str | Path, *, device: str | torch.device = "c
     for name, cls in module_classes(config["model"], config.get("preset", "default")).items():
         if name not in config.get("modules", {}):
             raise FacegenError(f"{path / CONFIG_NAME} has no settings for the {name} of a {config['model']} model")
-        try:
-            with torch.device("meta"):  # shapes only: nothing is allocated until the weights file agrees
-                module = cls(**config["modules"][name])
-        except (TypeError, ValueError, AssertionError) as error:
-            raise FacegenError(f"{path / CONFIG_NAME}: bad settings for {name} ({_first_line(error)})") from None
-        prefix = f"{name}."
-        state = {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
-        expected = module.state_dict()
-        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-        wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-        if missing or unexpected or wrong:
-            detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
-                      else f"{wrong[0]} is {tuple(state[wrong[0]].shape)}, config says {tuple(expected[wrong[0]].shape)}")
-            raise FacegenError(f"{path / WEIGHTS_NAME} does not match {CONFIG_NAME} for {name}: {detail}")
-        module = cls(**config["modules"][name])
-        module.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
-        modules[name] = module.to(device).eval()
+        modules[name] = _build(path, name, cls, config["modules"][name], tensors).to(device).eval()
+    latent_prior = None
+    if LATENT_PRIOR in config:  # sampled on the CPU, whatever the device: the same codes on any machine
+        from facegen.models.latent_prior import GaussianMixturePrior
+
+        latent_prior = _build(path, LATENT_PRIOR, GaussianMixturePrior, config[LATENT_PRIOR], tensors).eval()
+        problem = latent_prior.problem()
+        if problem:
+            raise FacegenError(f"{path / WEIGHTS_NAME}: the latent prior {problem}; fit it again "
+                               "(scripts/fit_cvae_prior.py) or remove \"latent_prior\" from config.json")
     prior = None
     if all(key in tensors for key in _PRIOR_KEYS):
         prior = AttributePrior.from_arrays({key: tensors[key].numpy() for key in _PRIOR_KEYS}, config["attribute_names"])
     extra = {k: v for k, v in tensors.items() if "." not in k and k not in _PRIOR_KEYS}
-    return Pretrained(path=path, config=config, modules=modules, prior=prior, extra=extra)
+    return Pretrained(path=path, config=config, modules=modules, prior=prior, extra=extra, latent_prior=latent_prior)
+
+
+def _build(path: Path, name: str, cls: type[nn.Module], kwargs: dict, tensors: dict[str, torch.Tensor]) -> nn.Module:
+    """One module rebuilt from its settings and filled with the "<name>." tensors, refusing any mismatch."""
+    try:
+        with torch.device("meta"):  # shapes only: nothing is allocated until the weights file agrees
+            module = cls(**kwargs)
+    except (TypeError, ValueError, AssertionError) as error:
+        raise FacegenError(f"{path / CONFIG_NAME}: bad settings for {name} ({_first_line(error)})") from None
+    prefix = f"{name}."
+    state = {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
+    expected = module.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
+                  else f"{wrong[0]} is {tuple(state[wrong[0]].shape)}, config says {tuple(expected[wrong[0]].shape)}")
+        raise FacegenError(f"{path / WEIGHTS_NAME} does not match {CONFIG_NAME} for {name}: {detail}")
+    module = cls(**kwargs)
+    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+    return module
 
 
 def _first_line(error: BaseException) -> str:

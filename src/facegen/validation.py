@@ -234,7 +234,25 @@ def check_model_config(config: object, where: str) -> dict:
                                f"attribute_names holds {len(names)}")
         if "size" in kwargs and kwargs["size"] != size:
             raise FacegenError(f"{where}: {name} size is {kwargs['size']} but the model's size is {size}")
+    if "latent_prior" in config:
+        _check_latent_prior(config, kind, where)
     return config
+
+
+def _check_latent_prior(config: dict, kind: str, where: str) -> None:
+    """A fitted prior over z belongs to a model that samples z, and has that model's z_dim."""
+    from facegen.models.latent_prior import GaussianMixturePrior
+
+    sampler = KINDS[kind].sampler
+    if sampler is None:
+        raise FacegenError(f"{where}: a {kind} model samples no z, so it cannot have a \"latent_prior\"")
+    kwargs = check_keywords(f"{where}: latent_prior", config["latent_prior"], GaussianMixturePrior.__init__)
+    z_dim = config["modules"][sampler].get("z_dim", 128)
+    if kwargs.get("z_dim", 128) != z_dim:
+        raise FacegenError(f"{where}: latent_prior z_dim is {kwargs.get('z_dim', 128)} but the {sampler}'s is {z_dim}")
+    if kwargs.get("n_attributes", 0) not in (0, len(config["attribute_names"])):
+        raise FacegenError(f"{where}: latent_prior n_attributes is {kwargs['n_attributes']} but attribute_names "
+                           f"holds {len(config['attribute_names'])}")
 
 
 # --------------------------------------------------------------------------- checkpoints

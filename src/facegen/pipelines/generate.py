@@ -11,6 +11,15 @@
 Attributes the request leaves out are drawn from the training labels given
 the ones it names (the model's `AttributePrior`), and returned beside the
 images so that a user can see what each face was asked to be.
+
+The noise z comes from the model's fitted prior where it ships one (the
+cVAE: a Gaussian mixture fitted to its encoder's codes of the training faces,
+`facegen.models.latent_prior`), else from N(0, I); `z_prior="normal"` asks for
+N(0, I) whatever the model ships, and `temperature` scales the spread:
+
+    >>> cvae = GenerationPipeline.from_pretrained("cvae")               # fitted prior
+    >>> cvae.z_prior, GenerationPipeline(cvae.pretrained, z_prior="normal").z_prior
+    ('fitted', 'normal')
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from facegen.models.cgan import FoldedGenerator, Generator
 from facegen.pretrained import Pretrained, load_pretrained
 
 MAX_FACES = 4096  # one call; more is almost surely a typo, and a grid that big is unviewable
+Z_PRIORS = ("fitted", "normal")  # where z comes from: the model's fitted prior, or N(0, I)
 
 
 @dataclass
@@ -55,9 +65,15 @@ class GenerationPipeline:
     float32): on CPUs with native bf16 (AVX512-BF16 or AMX) the cGAN then makes
     about twice as many faces/s, within a few 8-bit levels of float32's (too
     little to see); on other CPUs it is many times slower. Off by default.
+
+    `z_prior`: "fitted" (the model's fitted prior over z; refused if it has
+    none), "normal" (N(0, I)), or None (the default: fitted where the model
+    has one). `temperature` scales z's spread around the prior's centres
+    (None: the prior's own, 1 for N(0, I)).
     """
 
-    def __init__(self, pretrained: Pretrained, *, fast: bool = True, dtype: torch.dtype = torch.float32):
+    def __init__(self, pretrained: Pretrained, *, fast: bool = True, dtype: torch.dtype = torch.float32,
+                 z_prior: str | None = None, temperature: float | None = None):
         sampler = KINDS[pretrained.kind].sampler  # the module that maps (z, y) to faces
         if sampler is None:
             raise FacegenError(f"{pretrained.path} is a {pretrained.kind} model, which cannot make faces from "
@@ -71,11 +87,23 @@ class GenerationPipeline:
         self.pretrained, self.dtype = pretrained, dtype
         self.z_dim = int(self.network.z_dim)
         self.prior: AttributePrior | None = pretrained.prior
+        if z_prior not in (None, *Z_PRIORS):
+            raise FacegenError(f"z_prior must be {' or '.join(Z_PRIORS)} (or None: the model's own), got {z_prior!r}")
+        if z_prior == "fitted" and pretrained.latent_prior is None:
+            raise FacegenError(f"{pretrained.path} has no fitted prior over z; fit one (scripts/fit_cvae_prior.py) "
+                               "or sample from N(0, I) (z_prior='normal')")
+        if temperature is not None and not (isinstance(temperature, (int, float)) and 0 < temperature <= 10):
+            raise FacegenError(f"temperature must be a number in (0, 10], got {temperature!r}")
+        self.latent_prior = pretrained.latent_prior if z_prior != "normal" else None
+        self.z_prior = "fitted" if self.latent_prior is not None else "normal"
+        self.temperature = temperature
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path = DEFAULT_MODELS["generate"], *, device: str = "cpu", fast: bool = True,
-                        dtype: torch.dtype = torch.float32) -> "GenerationPipeline":
-        return cls(load_pretrained(name_or_path, device=device), fast=fast, dtype=dtype)
+                        dtype: torch.dtype = torch.float32, z_prior: str | None = None,
+                        temperature: float | None = None) -> "GenerationPipeline":
+        return cls(load_pretrained(name_or_path, device=device), fast=fast, dtype=dtype, z_prior=z_prior,
+                   temperature=temperature)
 
     @property
     def attribute_names(self) -> list[str]:
@@ -90,11 +118,19 @@ class GenerationPipeline:
         """The low-level call: attributes y (n, A) -> images x (n, 3, S, S) in [-1, 1]; noise from `generator`."""
         assert y.ndim == 2 and y.shape[1] == len(self.attribute_names), (
             f"y must be (n, {len(self.attribute_names)}) for attributes {self.attribute_names}, got {tuple(y.shape)}")
-        z = torch.randn(y.shape[0], self.z_dim, generator=generator)  # (n, z_dim), drawn on the CPU: same on any device
+        z = self.noise(y.shape[0], generator, y=y)  # (n, z_dim), drawn on the CPU: same on any device
         placement = dict(device=self.device, dtype=self.dtype)
         chunks = [self.network(z[i:i + batch_size].to(**placement), y[i:i + batch_size].to(**placement)).float().cpu()
                   for i in range(0, y.shape[0], batch_size)]
         return torch.cat(chunks).clamp(-1, 1)
+
+    def noise(self, n: int, generator: torch.Generator | None = None, *, y: torch.Tensor | None = None) -> torch.Tensor:
+        """n codes z (n, z_dim) on the CPU, from the fitted prior (given the faces' attributes y (n, A), if it
+        is conditional) or N(0, I) (see `z_prior`)."""
+        if self.latent_prior is not None:
+            return self.latent_prior.sample(n, generator, temperature=self.temperature, y=y)
+        z = torch.randn(n, self.z_dim, generator=generator)
+        return z if self.temperature is None else z * self.temperature
 
     def attributes_for(self, request: Mapping[str, float], n: int, generator: torch.Generator | None) -> np.ndarray:
         """(n, A): the named values, the rest drawn from the training labels given them."""
