@@ -20,10 +20,10 @@ that attribute flipped (1 - own label). Measured per attribute and direction:
   between the two ends (0 and 1) of the sweep strip;
 - where the edit lands: the mean absolute change, in 0..255 levels, inside
   the face ellipse of the centre square and over the rest of the photo;
-- with `--coach PATH`: the flip rate as a second classifier sees it (the
-  coach a residual editor was trained against). A coach that sees far more
-  flips than the judge means the editor learnt to fool its coach rather
-  than to change the face.
+- with `--second-classifier PATH`: the flip rate as another classifier sees
+  it. An editor trained against a classifier fools that classifier and,
+  as measured, the judge too (docs/notes/editing.md): agreement between
+  two classifiers is no proof that a face changed; look at the pictures.
 
 Designs: `residual` (the residual editor), `fader` / `cvae` (difference
 transfer of the shipped models), `cgan` (difference transfer after inverting
@@ -98,11 +98,11 @@ def run(design: str, model: str, redraw: bool, photos, labels, cache_names, args
     squares = lambda images: np.stack([square_resize(im, 64) for im in images])  # noqa: E731
     judge = lambda images: (classifier(to_tensor(squares(images))) > 0.5).numpy()[:, columns]  # noqa: E731
     real = judge(photos)  # (n, A) the judge on the real photos
-    coach = None
-    if args.coach:
-        coach_net = Judge(args.coach)
-        coach_columns = [coach_net.names.index(name) for name in names]
-        coach = lambda images: (coach_net(to_tensor(squares(images))) > 0.5).numpy()[:, coach_columns]  # noqa: E731
+    second = None
+    if args.second_classifier:
+        second_net = Judge(args.second_classifier)
+        second_columns = [second_net.names.index(name) for name in names]
+        second = lambda images: (second_net(to_tensor(squares(images))) > 0.5).numpy()[:, second_columns]  # noqa: E731
     regions = [(np.asarray(p).shape, ellipse_in_photo(*np.asarray(p).shape[:2])) for p in photos]
     truth = source > 0.5
     embedder = IdentityEmbedder() if identity_available() and args.n_identity else None
@@ -135,8 +135,8 @@ def run(design: str, model: str, redraw: bool, photos, labels, cache_names, args
                "judge_recall_at_1_real": float((real[:, a] == truth[:, a])[truth[:, a]].mean()) if truth[:, a].any() else None,
                "judge_recall_at_0_real": float((real[:, a] == truth[:, a])[~truth[:, a]].mean()) if (~truth[:, a]).any() else None,
                "others_kept": float((decided[:, others] == real[:, others]).mean())}
-        if coach is not None:
-            row["flip_by_coach"] = float((coach(out.images)[:, a] == wanted).mean())
+        if second is not None:
+            row["flip_by_second_classifier"] = float((second(out.images)[:, a] == wanted).mean())
         moved = [np.abs(np.asarray(o, np.float32) - np.asarray(p, np.float32)).mean(axis=2)
                  for o, p in zip(out.images, photos)]
         row["change_in_face_levels"] = float(np.mean([m[r] .mean() for m, (_, r) in zip(moved, regions)]))
@@ -148,7 +148,7 @@ def run(design: str, model: str, redraw: bool, photos, labels, cache_names, args
         result["attributes"][name] = row
         print(f"{design:13s} {name:17s} flip {row['flip']:.3f} (to 1 {row['flip_to_1'] or 0:.3f}, to 0 "
               f"{row['flip_to_0'] or 0:.3f})  same person {row.get('identity_same_fraction', float('nan')):.3f}  "
-              f"coach {row.get('flip_by_coach', float('nan')):.3f}  change face/elsewhere "
+              f"second {row.get('flip_by_second_classifier', float('nan')):.3f}  change face/elsewhere "
               f"{row['change_in_face_levels']:.1f}/{row['change_elsewhere_levels']:.1f}", flush=True)
         if name in PICTURE_ATTRIBUTES:
             sheet.append(to_tensor(squares(out.images[:8])))
@@ -157,8 +157,9 @@ def run(design: str, model: str, redraw: bool, photos, labels, cache_names, args
     result["mean_flip"] = mean("flip")
     result["mean_change_in_face_levels"] = mean("change_in_face_levels")
     result["mean_change_elsewhere_levels"] = mean("change_elsewhere_levels")
-    if coach is not None:
-        result["coach"], result["mean_flip_by_coach"] = str(args.coach), mean("flip_by_coach")
+    if second is not None:
+        result["second_classifier"] = str(args.second_classifier)
+        result["mean_flip_by_second_classifier"] = mean("flip_by_second_classifier")
     if embedder is not None:
         result["mean_identity_same_fraction"] = mean("identity_same_fraction")
 
@@ -195,7 +196,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--pictures", default="out/edit-photos")
     parser.add_argument("--tag", default="", help="appended to the result file's name")
-    parser.add_argument("--coach", help="a second classifier (model folder) whose flip rate is recorded beside")
+    parser.add_argument("--second-classifier", help="a classifier (model folder) whose flip rate is recorded beside")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     paths = dict(item.split("=", 1) for item in args.model_path)

@@ -40,9 +40,10 @@ editors: each photo x with its real labels y gets one attribute flipped
 
 while an L1 price on the change (`sparsity_weight`, dearer towards the
 square's edges with `sparsity_edge`) keeps the rest of the photo where it was.
-With `coach`, a separately trained classifier (frozen; never the judge that
-scores the edits) gives the attribute term instead of the critic's head,
-which learns too slowly on a CPU budget to tell the editor anything. The critic is the conditional GAN's discriminator shape
+None of these has yet beaten plain distillation on our CPU budget; what was
+tried and what it did is in docs/notes/editing.md. (A frozen second
+classifier as the attribute term was tried too and removed: its edits fooled
+the judge as well as itself with coloured blotches.) The critic is the conditional GAN's discriminator shape
 (spectral norm, projection, attribute head) with DiffAugment, trained from
 scratch; for its first `critic_warmup` steps only it learns, so that its
 attribute head knows something before the editor listens to it. The judge
@@ -95,8 +96,6 @@ class ResidualMethod(Method):
                  critic_channels: int = 256,  # Critic width at 4x4.
                  pair_weight: float = 0.0,   # Weight of the pair critic's score of (face, face + change) on the
                                              # teacher's faces: pix2pix's answer to the blur of plain L1.
-                 coach: str = "",            # A classifier model folder whose frozen logits the attribute term uses
-                                             # instead of the critic's own head; never the shipped judge.
                  batch_size: int = 64):      # Unused here; every method receives it.
         super().__init__(attribute_names=attribute_names, size=size, prior=prior)
         if not 0.0 <= second_flip <= 1.0:
@@ -106,11 +105,12 @@ class ResidualMethod(Method):
         if input_noise < 0:
             raise ValueError(f"input_noise must be at least 0, got {input_noise}")
         weights = {"distil_weight": distil_weight, "critic_weight": critic_weight, "pair_weight": pair_weight,
-                   "attribute_weight": attribute_weight, "sparsity_weight": sparsity_weight, "sparsity_edge": sparsity_edge,
+                   "attribute_weight": attribute_weight, "sparsity_weight": sparsity_weight,
+                   "sparsity_edge": sparsity_edge,
                    "critic_warmup": critic_warmup, "lr_critic": lr_critic, "critic_channels": critic_channels}
         if any(value < 0 for value in weights.values()) or lr_critic <= 0 or critic_channels < 1:
-            raise ValueError("distil_weight, critic_weight, attribute_weight, sparsity_weight and critic_warmup must be "
-                             f"at least 0, lr_critic and critic_channels above 0, got {weights}")
+            raise ValueError("distil_weight, critic_weight, attribute_weight, sparsity_weight and critic_warmup "
+                             f"must be at least 0, lr_critic and critic_channels above 0, got {weights}")
         if distil_weight == 0 and (critic_weight == 0 and attribute_weight == 0 or pair_weight > 0):
             raise ValueError("with distil_weight=0 the editor needs critic_weight or attribute_weight above 0, "
                              "and pair_weight needs the teacher's pairs (distil_weight above 0)")
@@ -120,9 +120,6 @@ class ResidualMethod(Method):
         side = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2.0 - 1.0  # pixel centres in (-1, 1)
         self.sparsity_map = 1.0 + sparsity_edge * (side[None, :] ** 2 + side[:, None] ** 2)  # (S, S)
         self.use_critic = critic_weight > 0 or attribute_weight > 0
-        self.coach_name = coach
-        if coach and attribute_weight == 0:
-            raise ValueError("coach is used only by the attribute term: set attribute_weight above 0")
         self.critic_kwargs = {"n_attributes": self.n_attributes, "size": size, "channels": critic_channels}
         if not 0 <= style_dim <= 256 or kl_weight < 0 or kl_free < 0:
             raise ValueError(f"style_dim must be in [0, 256], kl_weight and kl_free at least 0, got {style_dim}, "
@@ -154,7 +151,6 @@ class ResidualMethod(Method):
                                           channels=self.critic_kwargs["channels"])
             self.pairs_critic, self.pairs_optimizer = fabric.setup(
                 pairs_critic, torch.optim.Adam(pairs_critic.parameters(), lr=self.lr_critic, betas=(0.0, 0.99)))
-        self.coach = load_coach(self.coach_name, self.attribute_names).to(fabric.device) if self.coach_name else None
         self.ema = make_ema(self.editor)
         self.fabric = fabric
 
@@ -246,11 +242,6 @@ class ResidualMethod(Method):
                 real_change = change[n_teacher:]  # (B, 3, S, S)
                 edited = (x + real_change).clamp(-1, 1)
                 score_fake, logits_fake = self._criticise(edited, real_to)
-                if self.coach is not None:  # a frozen classifier's opinion, on a shifted, maybe mirrored copy
-                    seen = diff_augment(edited, "translation")
-                    mirror = torch.rand(seen.shape[0], device=device) < 0.5
-                    seen = torch.where(mirror[:, None, None, None], seen.flip(3), seen)
-                    logits_fake = self.coach(seen)
                 moved = (real_to != real_y).float()  # (B, A): only the flipped attributes are asked for
                 bce = F.binary_cross_entropy_with_logits(logits_fake, real_to, reduction="none")
                 loss_attribute = (bce * moved).sum() / moved.sum().clamp(min=1.0)
@@ -368,40 +359,6 @@ class PairCritic(torch.nn.Module):
         h = self.features(pair).sum(dim=(2, 3))  # (B, C)
         condition = torch.cat([centered(y_before), centered(y_after) - centered(y_before)], dim=1)  # (B, 2A)
         return self.score(h).squeeze(1) + (self.embed(condition) * h).sum(dim=1)
-
-
-class _Coach(torch.nn.Module):
-    """A frozen attribute classifier, its logits reordered to the editor's attributes."""
-
-    def __init__(self, classifier: torch.nn.Module, columns: list[int]):
-        super().__init__()
-        self.classifier = classifier.eval().requires_grad_(False)
-        self.register_buffer("columns", torch.tensor(columns, dtype=torch.long), persistent=False)
-
-    def train(self, mode: bool = True):  # always in eval mode: BatchNorm statistics and dropout stay fixed
-        return super().train(False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(x).index_select(1, self.columns)
-
-
-def load_coach(name_or_path: str, attribute_names: list[str]) -> torch.nn.Module:
-    """The frozen classifier that tells the editor whether its edit shows the attribute (never the shipped judge)."""
-    from facegen.errors import FacegenError
-    from facegen.kinds import DEFAULT_MODELS
-    from facegen.pretrained import SHIPPED_DIR, load_pretrained
-
-    pretrained = load_pretrained(name_or_path)
-    if pretrained.kind != "classifier":
-        raise FacegenError(f"the coach {name_or_path} is a {pretrained.kind} model; it must be a classifier")
-    if pretrained.path.resolve() == (SHIPPED_DIR / DEFAULT_MODELS["classify"]).resolve():
-        raise FacegenError(f"the coach {name_or_path} is the shipped judge, which scores edits; train another "
-                           "classifier (facegen train classifier) and coach with that")
-    missing = [name for name in attribute_names if name not in pretrained.attribute_names]
-    if missing:
-        raise FacegenError(f"the coach {name_or_path} does not know {', '.join(missing)}")
-    columns = [pretrained.attribute_names.index(name) for name in attribute_names]
-    return _Coach(pretrained.modules["classifier"], columns)
 
 
 def load_teacher(name_or_path: str, attribute_names: list[str], size: int) -> torch.nn.Module:
