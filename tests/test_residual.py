@@ -127,7 +127,8 @@ def test_the_change_is_warped_back_and_nothing_else_moves():
     assert not moved[:, :120].any() and not moved[:, 290:].any() and not moved[:60].any() and not moved[240:].any()
 
 
-def test_a_critic_fine_tunes_a_distilled_editor_on_real_photos(distilled, tiny_cache, tmp_path):
+@pytest.mark.parametrize("norm", ["spectral", "r1"])
+def test_a_critic_fine_tunes_a_distilled_editor_on_real_photos(distilled, tiny_cache, tmp_path, norm):
     """--init-from a distilled run: the critics start anew; the real photos' critic warms up alone, then the
     editor listens to it and to the pair critic."""
     from safetensors.torch import load_file
@@ -138,12 +139,13 @@ def test_a_critic_fine_tunes_a_distilled_editor_on_real_photos(distilled, tiny_c
                    "--init-from", distilled / "editor", "--set", f"teacher={json.dumps(str(distilled / 'teacher'))}",
                    "--set", "critic_weight=0.5", "--set", "attribute_weight=2", "--set", "sparsity_weight=0.5",
                    "--set", "critic_warmup=1", "--set", "critic_channels=16", "--set", "sparsity_edge=2",
-                   "--set", "pair_weight=0.05",
+                   "--set", "pair_weight=0.05", "--set", f"critic_norm={json.dumps(norm)}",
                    "--set", "channels=8",
                    "--set", "max_channels=16", "--set", "blocks=1", "--set", "style_dim=2") == 0
     rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
     assert "critic" in rows[0] and "attribute" not in rows[0]  # step 0: the critic learns alone
     assert {"attribute", "realness", "change", "l1", "critic_labels", "pair", "pairs"} <= set(rows[-1])
+    assert ("r1" in rows[-1]) == (norm == "r1")  # the plain critic's smoothness comes from its R1 penalty
     config = json.loads((run / "model" / "config.json").read_text())
     assert set(config["modules"]) == {"editor"}  # the critic is for training only
     before = load_file(distilled / "editor" / "model" / "model.safetensors")
@@ -165,7 +167,7 @@ def test_real_photos_get_one_or_two_attributes_flipped():
 
 
 @pytest.mark.parametrize("option", ["critic_weight=-1", "sparsity_weight=-0.1", "lr_critic=0", "critic_channels=0",
-                                    "distil_weight=0", "pair_weight=-1"])
+                                    "distil_weight=0", "pair_weight=-1", 'critic_norm="batch"', "r1_weight=-1"])
 def test_bad_critic_options_are_refused_in_one_line(tiny_cache, tmp_path, capsys, option):
     assert run_cli("train", "residual", "--data", tiny_cache, "--out", tmp_path / "r", "--steps", 1, "--attrs",
                    "young,male", "--batch-size", 4, "--no-progress", "--threads", 1, "--set", option) == 2
