@@ -103,7 +103,7 @@ def run(design: str, model: str, redraw: bool, photos, labels, cache_names, args
         second_net = Judge(args.second_classifier)
         second_columns = [second_net.names.index(name) for name in names]
         second = lambda images: (second_net(to_tensor(squares(images))) > 0.5).numpy()[:, second_columns]  # noqa: E731
-    regions = [(np.asarray(p).shape, ellipse_in_photo(*np.asarray(p).shape[:2])) for p in photos]
+    faces = [ellipse_in_photo(p.height, p.width) for p in photos]  # (H, W) bool each
     truth = source > 0.5
     embedder = IdentityEmbedder() if identity_available() and args.n_identity else None
     n_id = min(args.n_identity, len(photos))
@@ -139,8 +139,8 @@ def run(design: str, model: str, redraw: bool, photos, labels, cache_names, args
             row["flip_by_second_classifier"] = float((second(out.images)[:, a] == wanted).mean())
         moved = [np.abs(np.asarray(o, np.float32) - np.asarray(p, np.float32)).mean(axis=2)
                  for o, p in zip(out.images, photos)]
-        row["change_in_face_levels"] = float(np.mean([m[r] .mean() for m, (_, r) in zip(moved, regions)]))
-        row["change_elsewhere_levels"] = float(np.mean([m[~r].mean() for m, (_, r) in zip(moved, regions)]))
+        row["change_in_face_levels"] = float(np.mean([m[f].mean() for m, f in zip(moved, faces)]))
+        row["change_elsewhere_levels"] = float(np.mean([m[~f].mean() for m, f in zip(moved, faces)]))
         if embedder is not None:
             distances = np.linalg.norm(embedder.embed(native(out.images)) - original_descriptors, axis=1)
             row |= {"identity_same_fraction": float((distances < 0.6).mean()),

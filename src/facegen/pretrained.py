@@ -83,8 +83,6 @@ def save_pretrained(folder: str | Path, *, model: str, preset: str = "default", 
     weights are stored as `dtype` (float16 for the shipped models); a
     `latent_prior` is stored as float32 whatever `dtype` says.
     """
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
@@ -103,6 +101,13 @@ def save_pretrained(folder: str | Path, *, model: str, preset: str = "default", 
     if latent_prior is not None:
         config[LATENT_PRIOR] = latent_prior_settings(latent_prior)
         tensors |= _latent_prior_tensors(latent_prior)
+    return _write_model(folder, tensors, config)
+
+
+def _write_model(folder: Path, tensors: dict[str, torch.Tensor], config: dict) -> Path:
+    """The weights, then the config, each atomically: a config names only weights already in place."""
+    from safetensors.torch import save_file
+
     atomic_write(folder / WEIGHTS_NAME, lambda path: save_file(tensors, str(path), metadata={"format": FORMAT}))
     atomic_write(folder / CONFIG_NAME, lambda path: path.write_text(json.dumps(config, indent=2) + "\n"))
     return folder
@@ -127,7 +132,7 @@ def save_latent_prior(folder: str | Path, prior: nn.Module, *, info: dict | None
     so a shipped model can be given a prior in a new folder. `info` (how the
     prior was fitted) goes into config.json's "info".
     """
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     source = resolve_model_path(source or folder)
     config = json.loads((source / CONFIG_NAME).read_text())
@@ -140,9 +145,7 @@ def save_latent_prior(folder: str | Path, prior: nn.Module, *, info: dict | None
     check_model_config(config, str(Path(folder) / CONFIG_NAME))
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(folder / WEIGHTS_NAME, lambda path: save_file(tensors, str(path), metadata={"format": FORMAT}))
-    atomic_write(folder / CONFIG_NAME, lambda path: path.write_text(json.dumps(config, indent=2) + "\n"))
-    return folder
+    return _write_model(folder, tensors, config)
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:

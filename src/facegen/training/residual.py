@@ -40,17 +40,16 @@ editors: each photo x with its real labels y gets one attribute flipped
 
 while an L1 price on the change (`sparsity_weight`, dearer towards the
 square's edges with `sparsity_edge`) keeps the rest of the photo where it was.
-`critic_norm="r1"` swaps the spectrally normalised critic for plain
-convolutions with an R1 penalty, so its attribute head learns at a
-classifier's pace. None of these has yet beaten plain distillation in the
-pictures on our CPU budget; what was tried and what it did is in
-docs/notes/editing.md. (A frozen second
-classifier as the attribute term was tried too and removed: its edits fooled
-the judge as well as itself with coloured blotches.) The critic is the conditional GAN's discriminator shape
-(spectral norm, projection, attribute head) with DiffAugment, trained from
-scratch; for its first `critic_warmup` steps only it learns, so that its
-attribute head knows something before the editor listens to it. The judge
-that scores edits (the shipped classifier) is never used here.
+The critic is the conditional GAN's discriminator shape (spectral norm,
+projection, attribute head) with DiffAugment, trained from scratch; for its
+first `critic_warmup` steps only it learns, so that its attribute head knows
+something before the editor listens to it. `critic_norm="r1"` swaps it for
+plain convolutions with an R1 penalty, so its attribute head learns at a
+classifier's pace. The judge that scores edits (the shipped classifier) is
+never used here. (A frozen second classifier as the attribute term was tried
+too and removed: its edits fooled the judge as well as itself with coloured
+blotches.) None of these has yet beaten plain distillation in the pictures
+on our CPU budget; what was tried and what it did is in docs/notes/editing.md.
 
 Without a critic the cache's images are used only for their label rows and
 the sample grids (real held-out faces edited, to watch how the change
@@ -65,7 +64,7 @@ import torch
 import torch.nn.functional as F
 
 from facegen.models.cgan import Discriminator
-from facegen.models.layers import centered, diff_augment
+from facegen.models.layers import centered, channel_widths, diff_augment
 from facegen.models.residual import ResidualEditor, apply_fields
 from facegen.training.method import FixedBatch, Method, flipped, make_ema, update_ema
 
@@ -116,8 +115,8 @@ class ResidualMethod(Method):
                    "sparsity_edge": sparsity_edge,
                    "critic_warmup": critic_warmup, "lr_critic": lr_critic, "critic_channels": critic_channels}
         if any(value < 0 for value in weights.values()) or lr_critic <= 0 or critic_channels < 1:
-            raise ValueError("distil_weight, critic_weight, attribute_weight, sparsity_weight and critic_warmup "
-                             f"must be at least 0, lr_critic and critic_channels above 0, got {weights}")
+            raise ValueError(f"{', '.join(weights)} must be at least 0, lr_critic and critic_channels above 0, "
+                             f"got {weights}")
         if distil_weight == 0 and (critic_weight == 0 and attribute_weight == 0 or pair_weight > 0):
             raise ValueError("with distil_weight=0 the editor needs critic_weight or attribute_weight above 0, "
                              "and pair_weight needs the teacher's pairs (distil_weight above 0)")
@@ -163,6 +162,7 @@ class ResidualMethod(Method):
                                           channels=self.critic_kwargs["channels"])
             self.pairs_critic, self.pairs_optimizer = fabric.setup(
                 pairs_critic, torch.optim.Adam(pairs_critic.parameters(), lr=self.lr_critic, betas=(0.0, 0.99)))
+        self.sparsity_map = self.sparsity_map.to(fabric.device)
         self.ema = make_ema(self.editor)
         self.fabric = fabric
 
@@ -177,11 +177,7 @@ class ResidualMethod(Method):
         y_source[rows, first] = 1.0 - value
         y_target = y_source.clone()
         y_target[rows, first] = value
-        # A second change, on another attribute, in the direction away from the face's own value.
-        second = (first + torch.randint(1, max(self.n_attributes, 2), (batch,), device=device)) % self.n_attributes
-        both = torch.rand(batch, device=device) < self.second_flip
-        if self.n_attributes > 1:
-            y_target[rows[both], second[both]] = 1.0 - y_source[rows[both], second[both]]
+        self._flip_second(y_source, y_target, first)
         z = torch.randn(batch, self.teacher.z_dim, device=device)
         x = self.teacher(torch.cat([z, z]), torch.cat([y_source, y_target]))  # (2B, 3, S, S)
         x_source, x_target = x.chunk(2)
@@ -194,11 +190,18 @@ class ResidualMethod(Method):
         target = y.clone()
         first = torch.randint(0, self.n_attributes, (batch,), device=device)
         target[rows, first] = 1.0 - y[rows, first].round()
-        if self.n_attributes > 1:
-            second = (first + torch.randint(1, self.n_attributes, (batch,), device=device)) % self.n_attributes
-            both = torch.rand(batch, device=device) < self.second_flip
-            target[rows[both], second[both]] = 1.0 - y[rows[both], second[both]].round()
+        self._flip_second(y, target, first)
         return target
+
+    def _flip_second(self, source: torch.Tensor, target: torch.Tensor, first: torch.Tensor) -> None:
+        """With probability `second_flip`, also move another attribute than `first` away from its value in source
+        (B, A), in target (B, A), in place."""
+        batch, device = source.shape[0], source.device
+        rows = torch.arange(batch, device=device)
+        second = (first + torch.randint(1, max(self.n_attributes, 2), (batch,), device=device)) % self.n_attributes
+        both = torch.rand(batch, device=device) < self.second_flip
+        if self.n_attributes > 1:
+            target[rows[both], second[both]] = 1.0 - source[rows[both], second[both]].round()
 
     def _criticise(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.critic(diff_augment(x, "translation"), y)
@@ -247,7 +250,7 @@ class ResidualMethod(Method):
                     loss = loss + self.pair_weight * loss_pair
                     losses["pair"] = loss_pair.detach()
                 if self.sparsity_weight > 0 and not self.use_critic:  # no real photos: the price on the teacher's faces
-                    loss_sparsity = (change[:n_teacher].abs() * self.sparsity_map.to(device)).mean()
+                    loss_sparsity = (change[:n_teacher].abs() * self.sparsity_map).mean()
                     loss = loss + self.sparsity_weight * loss_sparsity
                     losses["change"] = loss_sparsity.detach()
             if listening:
@@ -258,7 +261,7 @@ class ResidualMethod(Method):
                 bce = F.binary_cross_entropy_with_logits(logits_fake, real_to, reduction="none")
                 loss_attribute = (bce * moved).sum() / moved.sum().clamp(min=1.0)
                 loss_realness = -score_fake.mean()
-                loss_sparsity = (real_change.abs() * self.sparsity_map.to(device)).mean()
+                loss_sparsity = (real_change.abs() * self.sparsity_map).mean()
                 loss = (loss + self.critic_weight * loss_realness + self.attribute_weight * loss_attribute
                         + self.sparsity_weight * loss_sparsity)
                 losses |= {"realness": loss_realness.detach(), "attribute": loss_attribute.detach(),
@@ -354,6 +357,16 @@ class StyleEncoder(torch.nn.Module):
         return mu, log_var.clamp(-10.0, 10.0)
 
 
+def _strided_trunk(in_channels: int, size: int, channels: int, wrap=lambda layer: layer):
+    """4x4 strided convolutions from `size` down to 4x4, widths doubling up to `channels` (e.g. 32, 64, 128, 256
+    at 64 px, never under 16), each wrapped by `wrap` (spectral norm, say); returns the trunk and its width."""
+    layers, width = [], in_channels
+    for out in channel_widths(size, channels, 16)[::-1][1:]:
+        layers += [wrap(torch.nn.Conv2d(width, out, 4, 2, 1)), torch.nn.LeakyReLU(0.2)]
+        width = out
+    return torch.nn.Sequential(*layers), width
+
+
 class PlainCritic(torch.nn.Module):
     """Training only: x (B, 3, S, S), y (B, A) -> (realness score (B,), attribute logits (B, A)), the cGAN
     discriminator's shape without spectral norm (an R1 penalty keeps it smooth instead), so its attribute head,
@@ -361,13 +374,7 @@ class PlainCritic(torch.nn.Module):
 
     def __init__(self, *, n_attributes: int, size: int, channels: int = 256):
         super().__init__()
-        levels = int(math.log2(size // 4))
-        widths = [max(channels >> (levels - 1 - i), 16) for i in range(levels)]  # e.g. 32, 64, 128, 256 at 64 px
-        layers, width = [], 3
-        for out in widths:
-            layers += [torch.nn.Conv2d(width, out, 4, 2, 1), torch.nn.LeakyReLU(0.2)]
-            width = out
-        self.features = torch.nn.Sequential(*layers)  # (B, C, 4, 4)
+        self.features, width = _strided_trunk(3, size, channels)  # (B, C, 4, 4)
         self.score = torch.nn.Linear(width * 16, 1)
         self.embed = torch.nn.Linear(n_attributes, width * 16, bias=False)
         self.classify = torch.nn.Linear(width * 16, n_attributes)
@@ -390,13 +397,7 @@ class PairCritic(torch.nn.Module):
         super().__init__()
         from torch.nn.utils.parametrizations import spectral_norm
 
-        levels = int(math.log2(size // 4))  # halvings down to 4x4
-        widths = [max(channels >> (levels - 1 - i), 16) for i in range(levels)]  # e.g. 32, 64, 128, 256 at 64 px
-        layers, width = [], 6
-        for out in widths:
-            layers += [spectral_norm(torch.nn.Conv2d(width, out, 4, 2, 1)), torch.nn.LeakyReLU(0.2)]
-            width = out
-        self.features = torch.nn.Sequential(*layers)  # (B, C, 4, 4)
+        self.features, width = _strided_trunk(6, size, channels, spectral_norm)  # (B, C, 4, 4)
         self.score = spectral_norm(torch.nn.Linear(width, 1))
         self.embed = spectral_norm(torch.nn.Linear(2 * n_attributes, width, bias=False))
 
