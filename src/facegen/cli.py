@@ -66,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run folder (new, or the run being resumed)")
     train.add_argument("--resume", help="continue a run from its folder or checkpoints/last.pt")
     train.add_argument("--init-from", metavar="RUN",
-                       help="start a new run from another run's weights (same model and sizes; fresh optimizers, "
-                            "step 0, this run's --set settings): fine-tuning with changed loss weights")
+                       help="start a new run from another run's weights, or from an exported model such as the "
+                            "shipped `cgan` (same model and sizes; fresh optimizers, step 0, this run's --set "
+                            "settings; a GAN's discriminator starts anew when the model has none)")
     train.add_argument("--size", type=int_type(1, MAX_SIZE), help=f"image side in pixels (default {D['size']})")
     train.add_argument("--steps", type=int_type(1, MAX_COUNT), help=f"total training steps (default {D['steps']})")
     train.add_argument("--batch-size", type=int_type(1, 65536), help=f"images per step over all devices (default {D['batch_size']})")

@@ -17,6 +17,8 @@ from facegen.training.method import FixedBatch, Method, flipped_rows, make_ema, 
 
 
 class CGANMethod(Method):
+    fresh_modules = ("discriminator",)  # --init-from the exported generator: the discriminator starts anew
+
     def __init__(self, *, attribute_names, size, prior,
                  preset: str = "default",      # Architecture and loss: 'default' or 'study2018'.
                  z_dim: int | None = None,     # Noise dimensions (default 128; study2018 100).
@@ -31,6 +33,7 @@ class CGANMethod(Method):
                  augment: str = "translation",  # DiffAugment policy ('' for none; also cutout, color).
                  ema_kimg: float = 10.0,       # Half-life of the generator EMA, in thousands of images.
                  ema_rampup: float = 0.05,     # EMA half-life at most this fraction of images seen so far.
+                 d_warmup: int = 0,            # First steps in which only D learns (a fresh D beside a trained G).
                  batch_size: int = 64):        # Global batch size (for the EMA's per-step decay).
         super().__init__(attribute_names=attribute_names, size=size, prior=prior)
         if preset not in PRESETS:
@@ -50,6 +53,9 @@ class CGANMethod(Method):
         self.augment = "" if study else augment
         self.use_ema = not study
         self.ema_kimg, self.ema_rampup, self.batch_size = ema_kimg, ema_rampup, batch_size
+        if d_warmup < 0:
+            raise ValueError(f"d_warmup must be at least 0, got {d_warmup}")
+        self.d_warmup = int(d_warmup)
 
     def configure(self, fabric) -> None:
         generator_cls, discriminator_cls = PRESETS[self.preset]
@@ -115,6 +121,12 @@ class CGANMethod(Method):
         self.fabric.backward(loss_d + self.aux_weight * loss_aux_d)
         self.opt_d.step()
 
+        losses = {"loss_d": loss_d, "d_real": score_real.mean(), "d_fake": score_fake.mean()}
+        if self.aux_weight:
+            losses["aux_d"] = loss_aux_d
+        if step < self.d_warmup:  # a fresh D learns what the trained G draws before G listens to it
+            return {k: v.detach() for k, v in losses.items()}
+
         # Generator. D's gradients from this pass are discarded by its next zero_grad.
         x_fake = self.G(z, y_fake)
         score_fake, logits_fake = self._discriminate(x_fake, y_fake)
@@ -132,9 +144,9 @@ class CGANMethod(Method):
             seen = (step + 1) * self.batch_size
             half_life = min(self.ema_kimg * 1000, seen * self.ema_rampup)
             update_ema(self.G_ema, self.G, 0.5 ** (self.batch_size / max(half_life, 1e-8)))
-        losses = {"loss_d": loss_d, "loss_g": loss_g, "d_real": score_real.mean(), "d_fake": score_fake.mean()}
+        losses["loss_g"] = loss_g
         if self.aux_weight:
-            losses |= {"aux_d": loss_aux_d, "aux_g": loss_aux_g}
+            losses["aux_g"] = loss_aux_g
         return {k: v.detach() for k, v in losses.items()}
 
     @torch.no_grad()
@@ -158,6 +170,10 @@ class CGANMethod(Method):
 
     def trainables(self):
         return {"generator": self.G, "discriminator": self.D}
+
+    def from_export(self, modules):
+        """The exported generator (the EMA copy) starts both the trained and the averaged generator."""
+        return {"generator": modules["generator"], "generator_ema": modules["generator"]}
 
     def optimizers(self):
         return {"generator": self.opt_g, "discriminator": self.opt_d}

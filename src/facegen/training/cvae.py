@@ -81,6 +81,8 @@ def laplacian_variance(x: torch.Tensor) -> torch.Tensor:
 
 
 class CVAEMethod(Method):
+    fresh_modules = ("discriminator",)  # --init-from an exported model (or a run without one): a new critic
+
     validates = True
 
     def __init__(self, *, attribute_names, size, prior,
@@ -208,6 +210,11 @@ class CVAEMethod(Method):
 
     def export(self):
         return {"encoder": (dict(self.net_kwargs), self.E_ema), "decoder": (dict(self.net_kwargs), self.G_ema)}
+
+    def from_export(self, modules):
+        """The exported EMA encoder and decoder start both the trained and the averaged copies."""
+        return {"encoder": modules["encoder"], "decoder": modules["decoder"], "encoder_ema": modules["encoder"],
+                "decoder_ema": modules["decoder"]}
 
     def trainables(self):
         return {"encoder": self.E, "decoder": self.G} | ({"discriminator": self.D} if self.use_gan else {})

@@ -12,7 +12,7 @@ DEFAULTS = {
     "sample_every": 500,       # Steps between sample grids.
     "checkpoint_every": 500,   # Steps between checkpoints (and model exports).
     "resume": None,            # A checkpoint or run folder to continue from.
-    "init_from": None,         # A new run's starting weights: another run's folder or checkpoint.
+    "init_from": None,         # A new run's starting weights: another run's folder or checkpoint, or a model.
     "accelerator": "auto",     # Fabric accelerator.
     "devices": 1,              # Devices (processes) per node.
     "num_nodes": 1,            # Machines.

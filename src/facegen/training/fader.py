@@ -68,6 +68,8 @@ def lambda_schedule(step: int, *, lambda_latent: float, ramp_steps: int) -> floa
 
 
 class FaderMethod(Method):
+    fresh_modules = ("latent_discriminator", "patch_discriminator")  # --init-from an exported model: new critics
+
     validates = True
 
     def __init__(self, *, attribute_names, size, prior,
@@ -237,6 +239,11 @@ class FaderMethod(Method):
     def export(self):
         ae = unwrap(self.ae)
         return {"encoder": (dict(self.e_kwargs), ae.encoder), "decoder": (dict(self.d_kwargs), ae.decoder)}
+
+    def from_export(self, modules):
+        """The exported encoder and decoder are the autoencoder's two halves."""
+        return {"autoencoder": {f"{half}.{key}": value for half in ("encoder", "decoder")
+                                for key, value in modules[half].items()}}
 
     def trainables(self):
         modules = {"autoencoder": self.ae, "latent_discriminator": self.latent_d}

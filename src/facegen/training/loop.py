@@ -69,7 +69,8 @@ def training_loop(
     sample_every: int = D["sample_every"],  # Steps between sample grids.
     checkpoint_every: int = D["checkpoint_every"],  # Steps between checkpoints (and model exports).
     resume: str | None = D["resume"],  # A checkpoint or run folder to continue from.
-    init_from: str | None = D["init_from"],  # A new run's starting weights: another run's folder or checkpoint.
+    init_from: str | None = D["init_from"],  # A new run's starting weights: another run's folder or checkpoint,
+                                             # or an exported model (a shipped name or a model folder).
     accelerator: str = D["accelerator"],  # Fabric accelerator: 'cpu', 'cuda', 'auto'.
     devices: int | str = D["devices"],  # Devices per node.
     num_nodes: int = D["num_nodes"],  # Machines.
@@ -132,7 +133,7 @@ def training_loop(
                                "it is damaged, or was written by another version of facegen") from None
         start_step, stats = checkpoint["step"], checkpoint["stats"]
     elif init_from:  # the weights (EMA copies included) of another run; this run's own fresh optimizers
-        _load_weights(method, model, load_checkpoint(init_from), init_from)
+        _load_weights(method, model, _init_checkpoint(method, init_from), init_from)
     # Test hook (tests/test_distributed.py): FACEGEN_DEBUG_WEIGHT_HASHES=DIR makes each process log its weights' hash.
     hash_dir = os.environ.get("FACEGEN_DEBUG_WEIGHT_HASHES")
     if hash_dir:
@@ -227,6 +228,42 @@ def training_loop(
 _FABRIC_SETTINGS = ("accelerator", "devices", "num_nodes", "strategy", "precision")
 # What training_options.json records: every argument but the run folder (added last) and the progress bar.
 _OPTION_NAMES = tuple(name for name in inspect.signature(training_loop).parameters if name not in ("run_dir", "progress"))
+
+
+def names_model(source: str) -> bool:
+    """Does --init-from name an exported model (a shipped name, or a folder holding config.json) rather than a run
+    folder or a resume file?"""
+    from facegen.pretrained import CONFIG_NAME
+
+    path = Path(source)
+    if path.is_file() or (path / "checkpoints").is_dir():
+        return False
+    return (path / CONFIG_NAME).is_file() or (not path.exists() and "/" not in source and os.sep not in source)
+
+
+def init_source(source: str) -> tuple[str, str]:
+    """--init-from's model kind and the path to record (a run's checkpoint file, or the model as given); a source
+    that is neither a run nor a model is refused in one line."""
+    if not names_model(source):
+        checkpoint = load_checkpoint(source)
+        return checkpoint["method"], checkpoint["path"]
+    from facegen.pretrained import load_pretrained
+
+    return load_pretrained(source).kind, source
+
+
+def _init_checkpoint(method, source: str) -> dict:
+    """What --init-from names, as a checkpoint's method and module weights: a run folder or resume file as it is;
+    an exported model (a shipped name such as `cgan`, or a folder with config.json) through the recipe's
+    `from_export`, so that the shipped weights can be trained on (modules the export lacks, such as a GAN's
+    discriminator, start fresh where the recipe allows)."""
+    if not names_model(source):
+        return load_checkpoint(source)
+    from facegen.pretrained import load_pretrained
+
+    pretrained = load_pretrained(source)
+    exported = {name: module.state_dict() for name, module in pretrained.modules.items()}
+    return {"method": pretrained.kind, "state": {"modules": method.from_export(exported)}}
 
 
 def _load_weights(method, model: str, checkpoint: dict, source: str) -> None:

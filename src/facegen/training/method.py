@@ -112,6 +112,12 @@ class Method:
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError
 
+    def from_export(self, modules: dict[str, dict]) -> dict[str, dict]:
+        """An exported model's weights (module name -> state dict, named as `export` names them) -> the weights of
+        this recipe's trainables (named as `state_dict()["modules"]`), for --init-from a model. By default the
+        names are the same; a recipe whose export is an EMA copy says where it goes."""
+        return dict(modules)
+
     def state_dict(self) -> dict:
         return {"modules": {k: _unwrap(m).state_dict() for k, m in self.trainables().items()},
                 "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()}}

@@ -73,10 +73,12 @@ def build_options(*, model: str, given: dict, settings: list[str] | None = None)
     options = DEFAULTS | {k: v for k, v in given.items() if v is not None}
     options["model"] = model
     if options["init_from"]:  # fail before the run folder exists, not after the data is read
-        source = load_checkpoint(options["init_from"])
-        if source["method"] != model:
-            raise FacegenError(f"--init-from {options['init_from']} is a {source['method']} run, not {model}")
-        options["init_from"] = source["path"]
+        from facegen.training.loop import init_source
+
+        kind, path = init_source(options["init_from"])
+        if kind != model:
+            raise FacegenError(f"--init-from {options['init_from']} is a {kind} model, not {model}")
+        options["init_from"] = path
     for required in ("data", "run_dir"):
         if not options.get(required):
             raise FacegenError(f"--{'out' if required == 'run_dir' else required} is required for a new run")

@@ -324,6 +324,10 @@ class ResidualMethod(Method):
     def export(self):
         return {"editor": (dict(self.kwargs), self.ema)}
 
+    def from_export(self, modules):
+        """The exported editor (the EMA copy) starts both the trained and the averaged editor."""
+        return {"editor": modules["editor"], "ema": modules["editor"]}
+
     def trainables(self):
         return ({"editor": self.editor, "ema": self.ema} | ({"styles": self.styles} if self.styles is not None else {})
                 | ({"critic": self.critic} if self.critic is not None else {})

@@ -1,0 +1,87 @@
+"""--init-from an exported model (a shipped name or a model folder): training goes on from the weights a user has."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import TINY, run_cli
+from facegen.pretrained import load_pretrained
+from facegen.training.loop import _init_checkpoint, _load_weights, method_class
+from facegen.training.method import build_method
+
+ATTRS = "young,male,smiling"
+SMALL = {"fader": ["--set", "channels=8", "--set", "latent_channels=8", "--set", "d_channels=8"],
+         "cvae": ["--set", "z_dim=8", "--set", "channels=32", "--set", "d_channels=32"]}
+
+
+def _train(kind, cache, out, *extra):
+    return run_cli("train", kind, "--data", cache, "--attrs", ATTRS, "--out", out, "--batch-size", 4,
+                   "--threads", 1, "--no-progress", "--log-every", 1, "--checkpoint-every", 2, "--sample-every", 2,
+                   *TINY.get(kind, SMALL.get(kind, [])), *extra)
+
+
+def _configured(run):
+    """The recipe of a finished run, configured afresh on the CPU (new weights, new optimizers)."""
+    from lightning.fabric import Fabric
+
+    options = json.loads((run / "training_options.json").read_text())
+    model = load_pretrained(run / "model")
+    method = build_method(method_class(options["model"]), attribute_names=options["attributes"],
+                          size=options["size"], prior=model.prior, batch_size=options["batch_size"],
+                          steps=options["steps"], method_options=options["method_options"])
+    torch.manual_seed(1)
+    method.configure(Fabric(accelerator="cpu", devices=1))
+    return method, model
+
+
+@pytest.mark.parametrize("kind", ["cgan", "fader", "cvae", "classifier"])
+def test_an_exported_model_fills_the_recipe_it_was_exported_from(kind, tiny_cache, tmp_path):
+    """Every exported module lands where the recipe trains and averages it; the export then gives it back."""
+    source = tmp_path / "source"
+    assert _train(kind, tiny_cache, source, "--steps", 2) == 0
+    method, model = _configured(source)
+    before = {name: {k: v.clone() for k, v in module.state_dict().items()} for name, (_, module) in
+              method.export().items()}
+    _load_weights(method, kind, _init_checkpoint(method, str(source / "model")), str(source / "model"))
+    for name, (_, module) in method.export().items():
+        loaded, theirs = module.state_dict(), model.modules[name].state_dict()
+        assert loaded.keys() == theirs.keys()
+        for key in loaded:
+            torch.testing.assert_close(loaded[key].float(), theirs[key].float(), msg=f"{kind} {name}.{key}")
+        assert any(not torch.equal(before[name][k], loaded[k]) for k in loaded if loaded[k].is_floating_point())
+    state = method.state_dict()["modules"]  # the trained copies too (a GAN's generator, an EMA's source)
+    wanted = method.from_export({name: module.state_dict() for name, module in model.modules.items()})
+    assert set(wanted) <= set(state) and set(state) - set(wanted) <= set(method.fresh_modules)
+    for name, weights in wanted.items():
+        for key, value in weights.items():
+            torch.testing.assert_close(state[name][key].float(), value.float(), msg=f"{kind} {name}.{key}")
+
+
+def test_a_gan_goes_on_from_its_exported_generator_with_a_fresh_discriminator(tiny_cache, tmp_path, capsys):
+    """While only the new discriminator learns (d_warmup), the generator stays exactly the exported one."""
+    source = tmp_path / "source"
+    assert _train("cgan", tiny_cache, source, "--steps", 2) == 0
+    assert _train("cgan", tiny_cache, tmp_path / "warm", "--steps", 2, "--set", "d_warmup=2",
+                  "--init-from", source / "model") == 0
+    mine = load_pretrained(tmp_path / "warm" / "model").modules["generator"].state_dict()
+    theirs = load_pretrained(source / "model").modules["generator"].state_dict()
+    for key in theirs:
+        torch.testing.assert_close(mine[key].float(), theirs[key].float())
+    options = json.loads((tmp_path / "warm" / "training_options.json").read_text())
+    assert options["init_from"] == str(source / "model")
+    stats = [json.loads(line) for line in (tmp_path / "warm" / "stats.jsonl").read_text().splitlines()]
+    assert all("loss_g" not in row and "loss_d" in row for row in stats)  # the generator never stepped
+
+    assert _train("cgan", tiny_cache, tmp_path / "on", "--steps", 1, "--init-from", source / "model") == 0
+    moved = load_pretrained(tmp_path / "on" / "model").modules["generator"].state_dict()
+    assert any(not torch.allclose(moved[k].float(), theirs[k].float()) for k in theirs if "running" not in k)
+
+    capsys.readouterr()
+    assert _train("fader", tiny_cache, tmp_path / "wrong", "--steps", 1, "--init-from", source / "model") == 2
+    err = capsys.readouterr().err
+    assert "is a cgan model, not fader" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "wrong").exists()
+    assert _train("cgan", tiny_cache, tmp_path / "bad", "--steps", 1, "--set", "d_warmup=-1") == 2
