@@ -85,3 +85,18 @@ def test_a_gan_goes_on_from_its_exported_generator_with_a_fresh_discriminator(ti
     assert "is a cgan model, not fader" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "wrong").exists()
     assert _train("cgan", tiny_cache, tmp_path / "bad", "--steps", 1, "--set", "d_warmup=-1") == 2
+
+
+def test_the_generators_learning_rate_ramps_up_after_the_discriminators_warmup(tiny_cache, tmp_path):
+    """g_warmup: G's first steps after d_warmup are small (fresh Adam moments would take full-size ones)."""
+    source = tmp_path / "source"
+    assert _train("cgan", tiny_cache, source, "--steps", 1, "--set", "d_warmup=1", "--set", "g_warmup=4") == 0
+    method, _ = _configured(source)
+    x, y = torch.rand(4, 3, 16, 16) * 2 - 1, torch.randint(0, 2, (4, 3)).float()
+    rates = []
+    for step in range(6):
+        method.training_step(x, y, step)
+        rates.append(method.opt_g.param_groups[0]["lr"])
+    lr = method.lr_g
+    assert rates[0] == lr  # step 0: D alone, G's optimizer untouched
+    assert rates[1:] == pytest.approx([lr / 4, lr / 2, 3 * lr / 4, lr, lr])

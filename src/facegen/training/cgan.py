@@ -34,6 +34,8 @@ class CGANMethod(Method):
                  ema_kimg: float = 10.0,       # Half-life of the generator EMA, in thousands of images.
                  ema_rampup: float = 0.05,     # EMA half-life at most this fraction of images seen so far.
                  d_warmup: int = 0,            # First steps in which only D learns (a fresh D beside a trained G).
+                 g_warmup: int = 0,            # Steps after d_warmup over which G's learning rate ramps up from 0
+                                               # (fresh Adam moments take full-size steps: a trained G is shaken).
                  batch_size: int = 64):        # Global batch size (for the EMA's per-step decay).
         super().__init__(attribute_names=attribute_names, size=size, prior=prior)
         if preset not in PRESETS:
@@ -53,9 +55,9 @@ class CGANMethod(Method):
         self.augment = "" if study else augment
         self.use_ema = not study
         self.ema_kimg, self.ema_rampup, self.batch_size = ema_kimg, ema_rampup, batch_size
-        if d_warmup < 0:
-            raise ValueError(f"d_warmup must be at least 0, got {d_warmup}")
-        self.d_warmup = int(d_warmup)
+        if d_warmup < 0 or g_warmup < 0:
+            raise ValueError(f"d_warmup and g_warmup must be at least 0, got {d_warmup}, {g_warmup}")
+        self.d_warmup, self.g_warmup = int(d_warmup), int(g_warmup)
 
     def configure(self, fabric) -> None:
         generator_cls, discriminator_cls = PRESETS[self.preset]
@@ -138,6 +140,9 @@ class CGANMethod(Method):
             loss_aux_g = F.binary_cross_entropy_with_logits(logits_fake, y_fake)
         self.opt_g.zero_grad(set_to_none=True)
         self.fabric.backward(loss_g + self.aux_weight_g * loss_aux_g)
+        if self.g_warmup:  # a function of the step alone, so a resumed run ramps exactly as an unbroken one
+            for group in self.opt_g.param_groups:
+                group["lr"] = self.lr_g * min(1.0, (step - self.d_warmup + 1) / self.g_warmup)
         self.opt_g.step()
 
         if self.G_ema is not None:
