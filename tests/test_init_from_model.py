@@ -85,6 +85,19 @@ def test_a_gan_goes_on_from_its_exported_generator_with_a_fresh_discriminator(ti
     assert "is a cgan model, not fader" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "wrong").exists()
     assert _train("cgan", tiny_cache, tmp_path / "bad", "--steps", 1, "--set", "d_warmup=-1") == 2
+    capsys.readouterr()
+    assert _train("cgan", tiny_cache, tmp_path / "typo", "--steps", 1, "--init-from", "cgna") == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint or model at cgna" in err and "cgan" in err and len(err.strip().splitlines()) == 1
+
+    import shutil  # a run folder whose checkpoints are gone still holds its exported model
+
+    shutil.rmtree(source / "checkpoints")
+    assert _train("cgan", tiny_cache, tmp_path / "from-run", "--steps", 1, "--set", "d_warmup=1",
+                  "--init-from", source) == 0
+    mine = load_pretrained(tmp_path / "from-run" / "model").modules["generator"].state_dict()
+    for key in theirs:
+        torch.testing.assert_close(mine[key].float(), theirs[key].float())
 
 
 def test_the_generators_learning_rate_ramps_up_after_the_discriminators_warmup(tiny_cache, tmp_path):

@@ -231,14 +231,22 @@ _OPTION_NAMES = tuple(name for name in inspect.signature(training_loop).paramete
 
 
 def names_model(source: str) -> bool:
-    """Does --init-from name an exported model (a shipped name, or a folder holding config.json) rather than a run
-    folder or a resume file?"""
-    from facegen.pretrained import CONFIG_NAME
+    """Does --init-from name an exported model (a shipped name, a model folder, or a run folder that holds only its
+    exported model) rather than a run's checkpoint? Anything else that does not exist is refused in one line."""
+    from facegen.pretrained import CONFIG_NAME, SHIPPED_DIR
 
     path = Path(source)
     if path.is_file() or (path / "checkpoints").is_dir():
         return False
-    return (path / CONFIG_NAME).is_file() or (not path.exists() and "/" not in source and os.sep not in source)
+    if (path / CONFIG_NAME).is_file() or (path / "model" / CONFIG_NAME).is_file():
+        return True
+    if "/" not in source and os.sep not in source and (SHIPPED_DIR / source / CONFIG_NAME).is_file():
+        return True
+    if not path.exists():
+        shipped = sorted(p.parent.name for p in SHIPPED_DIR.glob(f"*/{CONFIG_NAME}"))
+        raise FacegenError(f"no checkpoint or model at {source}: give a run folder, its checkpoints/last.pt, a model "
+                           f"folder or a shipped model ({', '.join(shipped) or 'none installed'})")
+    return False
 
 
 def init_source(source: str) -> tuple[str, str]:
