@@ -231,22 +231,23 @@ _OPTION_NAMES = tuple(name for name in inspect.signature(training_loop).paramete
 
 
 def names_model(source: str) -> bool:
-    """Does --init-from name an exported model (a shipped name, a model folder, or a run folder that holds only its
-    exported model) rather than a run's checkpoint? Anything else that does not exist is refused in one line."""
-    from facegen.pretrained import CONFIG_NAME, SHIPPED_DIR
+    """Does --init-from name an exported model (what `resolve_model_path` finds: a shipped name, a model folder, or
+    a run folder that holds only its exported model) rather than a run's checkpoint? Anything else that does not
+    exist is refused in one line."""
+    from facegen.pretrained import CONFIG_NAME, SHIPPED_DIR, resolve_model_path
 
     path = Path(source)
     if path.is_file() or (path / "checkpoints").is_dir():
         return False
-    if (path / CONFIG_NAME).is_file() or (path / "model" / CONFIG_NAME).is_file():
+    try:
+        resolve_model_path(source)
         return True
-    if "/" not in source and os.sep not in source and (SHIPPED_DIR / source / CONFIG_NAME).is_file():
-        return True
-    if not path.exists():
-        shipped = sorted(p.parent.name for p in SHIPPED_DIR.glob(f"*/{CONFIG_NAME}"))
-        raise FacegenError(f"no checkpoint or model at {source}: give a run folder, its checkpoints/last.pt, a model "
-                           f"folder or a shipped model ({', '.join(shipped) or 'none installed'})")
-    return False
+    except FacegenError:
+        if path.exists():  # a folder, but neither a run nor a model: load_checkpoint says so
+            return False
+    shipped = sorted(p.parent.name for p in SHIPPED_DIR.glob(f"*/{CONFIG_NAME}"))
+    raise FacegenError(f"no checkpoint or model at {source}: give a run folder, its checkpoints/last.pt, a model "
+                       f"folder or a shipped model ({', '.join(shipped) or 'none installed'})")
 
 
 def init_source(source: str) -> tuple[str, str]:
