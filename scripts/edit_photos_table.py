@@ -23,6 +23,13 @@ def pct(value) -> str:
     return "–" if value is None else f"{100 * value:.0f}%"
 
 
+def ceiling(row: dict) -> float:
+    """What the judge would score if every edit were a real photo of the asked class: its recall on real photos
+    of each target class, weighed by how many faces go each way. No edit can be expected to score much above it."""
+    n1, n0 = row["n_to_1"], row["n_to_0"]
+    return (n1 * row["judge_recall_at_1_real"] + n0 * row["judge_recall_at_0_real"]) / max(n1 + n0, 1)
+
+
 def summary(designs: list[str]) -> str:
     head = ["design", "nothing asked (dB)", *SUMMARY, "mean of 12", "same person", "sweep change (levels)", "output"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -35,18 +42,25 @@ def summary(designs: list[str]) -> str:
                  pct(r.get("mean_identity_same_fraction")),
                  f"{sum(sweep.values()) / max(len(sweep), 1):.1f}", "{}x{}".format(*r["output_size"])]
         lines.append("| " + " | ".join(cells) + " |")
+    first = load(designs[0])
+    rows = first["attributes"]
+    real = ["real photos of the asked class (the judge's ceiling)", "–", *[pct(ceiling(rows[a])) for a in SUMMARY],
+            pct(sum(ceiling(row) for row in rows.values()) / len(rows)), "–", "–", "–"]
+    lines.append("| " + " | ".join(real) + " |")
     return "\n".join(lines)
 
 
 def every_attribute(design: str) -> str:
     r = load(design)
     head = ["attribute", "flip", "to 1", "to 0", "faces to 1 / to 0", "judge's recall on real (1 / 0)",
+            "judge's ceiling",
             "others kept", "same person", "median distance"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in r["attributes"].items():
         lines.append("| " + " | ".join([
             name, pct(row["flip"]), pct(row["flip_to_1"]), pct(row["flip_to_0"]), f"{row['n_to_1']} / {row['n_to_0']}",
-            f"{pct(row['judge_recall_at_1_real'])} / {pct(row['judge_recall_at_0_real'])}", pct(row["others_kept"]),
+            f"{pct(row['judge_recall_at_1_real'])} / {pct(row['judge_recall_at_0_real'])}", pct(ceiling(row)),
+            pct(row["others_kept"]),
             pct(row.get("identity_same_fraction")),
             f"{row['identity_distance_median']:.2f}" if "identity_distance_median" in row else "–"]) + " |")
     return "\n".join(lines)

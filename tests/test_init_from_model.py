@@ -118,3 +118,27 @@ def test_the_generators_learning_rate_ramps_up_after_the_discriminators_warmup(t
     lr = method.lr_g
     assert rates[0] == lr  # step 0: D alone, G's optimizer untouched
     assert rates[1:] == pytest.approx([lr / 4, lr / 2, 3 * lr / 4, lr, lr])
+
+
+def test_a_cvae_decoder_starts_from_a_cgan_generator(tiny_cache, tmp_path, capsys):
+    """decoder_from: the cVAE's decoder starts as the cGAN's generator; while decoder_warmup lasts only the encoder
+    (and the critic) learn, so the exported decoder keeps the generator's weights exactly."""
+    gan = tmp_path / "gan"
+    assert _train("cgan", tiny_cache, gan, "--steps", 1) == 0
+    start = ["--set", f"decoder_from={json.dumps(str(gan / 'model'))}", "--set", "channels=32", "--set",
+             "d_channels=32"]
+    assert run_cli("train", "cvae", "--data", tiny_cache, "--attrs", ATTRS, "--out", tmp_path / "vae",
+                   "--batch-size", 4, "--threads", 1, "--no-progress", "--steps", 2, "--log-every", 1,
+                   "--set", "decoder_warmup=2", *start) == 0
+    decoder = load_pretrained(tmp_path / "vae" / "model").modules["decoder"]
+    generator = load_pretrained(gan / "model").modules["generator"]
+    theirs = dict(generator.named_parameters())
+    for key, value in decoder.named_parameters():
+        torch.testing.assert_close(value, theirs[key], msg=key)
+    # A decoder of another shape is refused in one line, before the run folder exists.
+    capsys.readouterr()
+    assert run_cli("train", "cvae", "--data", tiny_cache, "--attrs", ATTRS, "--out", tmp_path / "wide",
+                   "--set", f"decoder_from={json.dumps(str(gan / 'model'))}", "--set", "channels=64") == 2
+    message = capsys.readouterr().err.strip()
+    assert len(message.splitlines()) == 1 and "channels" in message and "decoder_from" in message
+    assert not (tmp_path / "wide").exists()

@@ -40,6 +40,16 @@ variance of prior samples and reconstructions relative to real images
 (1 = as sharp as the data; above 1 for prior samples means artefacts, not
 detail); a run with `adv_weight=0 aux_weight=0` is the ablation, and
 docs/notes/cvae.md records what it measured.
+
+Starting from the cGAN: `--set decoder_from=cgan` starts the decoder as the
+cGAN's generator (the decoder *is* that architecture; a shipped name or a
+model folder, with the same attributes, size, z_dim and channels). Its
+samples from N(0, I) are then faces from the first step, and the ELBO has
+to teach the encoder to find a photo's code rather than teach the decoder to
+draw. `decoder_warmup` steps let only the encoder and the critic learn
+first (a fresh encoder's codes are noise, and reconstructing noise would
+pull the decoder away from faces), and `lr_decoder` can keep the decoder's
+steps small after that.
 """
 
 from __future__ import annotations
@@ -99,8 +109,17 @@ class CVAEMethod(Method):
                  augment: str = "translation,cutout",  # DiffAugment policy before the discriminator ('' for none).
                  ema_kimg: float = 10.0,        # Half-life of the encoder/decoder EMA, in thousands of images.
                  ema_rampup: float = 0.05,      # EMA half-life at most this fraction of images seen so far.
+                 decoder_from: str = "",        # A cGAN (shipped name or model folder) whose generator starts the
+                                                # decoder; '' for a decoder trained from scratch.
+                 lr_decoder: float = 0.0,       # Adam learning rate of the decoder; 0: the same as `lr`.
+                 decoder_warmup: int = 0,       # First steps in which the decoder does not learn (the encoder
+                                                # learns to invert a decoder started from a cGAN, the critic to judge).
                  batch_size: int = 64):         # Global batch size (for the schedules).
         super().__init__(attribute_names=attribute_names, size=size, prior=prior)
+        if lr_decoder < 0 or decoder_warmup < 0:
+            raise ValueError(f"lr_decoder and decoder_warmup must be at least 0, got {lr_decoder}, {decoder_warmup}")
+        self.decoder_from, self.decoder_warmup = decoder_from, int(decoder_warmup)
+        self.lr_decoder = lr_decoder or lr
         self.net_kwargs = {"n_attributes": self.n_attributes, "size": size, "z_dim": z_dim, "channels": channels}
         self.d_kwargs = {"n_attributes": self.n_attributes, "size": size, "channels": d_channels}
         self.lr, self.lr_d, self.betas = lr, lr_d, tuple(betas)
@@ -109,13 +128,17 @@ class CVAEMethod(Method):
         self.use_gan = adv_weight > 0 or aux_weight > 0
         self.ema_kimg, self.ema_rampup, self.batch_size = ema_kimg, ema_rampup, batch_size
         self.pixels = 3 * size * size
+        self.decoder_start = (cgan_generator_state(decoder_from, self.attribute_names, size, self.net_kwargs)
+                              if decoder_from else None)  # checked now: a wrong cGAN stops before the run starts
 
     def configure(self, fabric) -> None:
         with fabric.init_module():
             E, G = Encoder(**self.net_kwargs), Decoder(**self.net_kwargs)
             D = Discriminator(**self.d_kwargs) if self.use_gan else None
+        if self.decoder_start is not None:  # (a resumed run's or --init-from's weights replace these later)
+            G.load_state_dict(self.decoder_start)
         self.E, self.opt_e = fabric.setup(E, torch.optim.Adam(E.parameters(), lr=self.lr, betas=self.betas))
-        self.G, self.opt_g = fabric.setup(G, torch.optim.Adam(G.parameters(), lr=self.lr, betas=self.betas))
+        self.G, self.opt_g = fabric.setup(G, torch.optim.Adam(G.parameters(), lr=self.lr_decoder, betas=self.betas))
         if D is not None:
             self.D, self.opt_d = fabric.setup(D, torch.optim.Adam(D.parameters(), lr=self.lr_d, betas=self.betas))
         self.E_ema, self.G_ema = fabric.to_device(make_ema(E)), fabric.to_device(make_ema(G))
@@ -163,7 +186,8 @@ class CVAEMethod(Method):
         self.opt_g.zero_grad(set_to_none=True)
         self.fabric.backward(loss)
         self.opt_e.step()
-        self.opt_g.step()
+        if step >= self.decoder_warmup:
+            self.opt_g.step()
 
         seen = (step + 1) * self.batch_size
         decay = 0.5 ** (self.batch_size / max(min(self.ema_kimg * 1000, seen * self.ema_rampup), 1e-8))
@@ -231,3 +255,21 @@ class CVAEMethod(Method):
         super().load_state_dict(state)
         self.E_ema.load_state_dict(state["modules"]["encoder_ema"])
         self.G_ema.load_state_dict(state["modules"]["decoder_ema"])
+
+
+def cgan_generator_state(name_or_path: str, attribute_names: list[str], size: int, net_kwargs: dict) -> dict:
+    """The weights of a cGAN's generator (a shipped name or a model folder), to start a decoder of this shape: the
+    same attributes in the same order, size, z_dim and channels, else one line that says what differs."""
+    from facegen.errors import FacegenError
+    from facegen.pretrained import load_pretrained
+
+    pretrained = load_pretrained(name_or_path)
+    if pretrained.kind != "cgan":
+        raise FacegenError(f"decoder_from={name_or_path} is a {pretrained.kind} model; a decoder starts from a cgan")
+    theirs = dict(pretrained.config["modules"]["generator"])
+    ours = {"n_attributes": len(attribute_names), "size": size} | {k: net_kwargs[k] for k in ("z_dim", "channels")}
+    if pretrained.attribute_names != list(attribute_names) or {k: theirs.get(k) for k in ours} != ours:
+        raise FacegenError(f"decoder_from={name_or_path} is a generator of {theirs} for "
+                           f"{','.join(pretrained.attribute_names)}; this decoder is {ours} for "
+                           f"{','.join(attribute_names)}: train with the same --attrs, cache size, z_dim and channels")
+    return pretrained.modules["generator"].state_dict()
