@@ -79,6 +79,8 @@ def test_a_gan_goes_on_from_its_exported_generator_with_a_fresh_discriminator(ti
     stats = [json.loads(line) for line in (tmp_path / "warm" / "stats.jsonl").read_text().splitlines()]
     assert all("loss_g" not in row and "loss_d" in row for row in stats)  # the generator never stepped
     assert "val/d_heldout" in stats[-1] and "val/d_heldout" not in stats[0]  # held-out realness at sample steps
+    last = stats[-1]  # and the training photos' by the same discriminator at the same step
+    assert abs(last["val/d_gap"] - (last["val/d_train"] - last["val/d_heldout"])) < 1e-6
 
     assert _train("cgan", tiny_cache, tmp_path / "on", "--steps", 1, "--init-from", source / "model") == 0
     moved = load_pretrained(tmp_path / "on" / "model").modules["generator"].state_dict()

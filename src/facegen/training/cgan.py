@@ -18,7 +18,8 @@ from facegen.training.method import FixedBatch, Method, flipped_rows, make_ema, 
 
 class CGANMethod(Method):
     fresh_modules = ("discriminator",)  # --init-from the exported generator: the discriminator starts anew
-    validates = True  # the discriminator's score of held-out photos, beside d_real of the training photos
+    validates = True  # the discriminator's score of held-out photos, and of as many training photos (d_gap)
+    compares_training = True  # the loop passes training photos to validate as well
 
     def __init__(self, *, attribute_names, size, prior,
                  preset: str = "default",      # Architecture and loss: 'default' or 'study2018'.
@@ -156,20 +157,31 @@ class CGANMethod(Method):
         return {k: v.detach() for k, v in losses.items()}
 
     @torch.no_grad()
-    def validate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        """`d_heldout`: the discriminator's mean score of held-out photos, augmented as in training, to read beside
-        `d_real` (the training photos of the same steps). A gap that widens over training is a discriminator that
-        memorises its 8k faces (Karras et al. 2020 watch the same sign). In eval mode, and the loop seeds every
-        step afresh, so training goes on exactly as without it."""
+    def validate(self, x: torch.Tensor, y: torch.Tensor, training: tuple[torch.Tensor, torch.Tensor] | None = None
+                 ) -> dict[str, float]:
+        """The discriminator's overfitting: `d_heldout`, its mean score of held-out photos, and with `training` (as
+        many training photos, which the loop passes) `d_train` of those and `d_gap` = d_train - d_heldout, all by
+        the same discriminator at the same step, augmented as in training. A gap that widens over training is a
+        discriminator that memorises its 8k faces (Karras et al. 2020 watch the same sign); the raw scores swing
+        from step to step with the hinge game, the gap much less. In eval mode, and the loop seeds every step
+        afresh, so training goes on exactly as without it."""
         D = unwrap(self.D)
         was_training = D.training
         D.eval()  # spectral norm's power iteration stays where training left it
-        scores = []
-        for i in range(0, x.shape[0], 250):
-            xb, yb = x[i:i + 250].to(self.fabric.device), y[i:i + 250].to(self.fabric.device)
-            scores.append(D(diff_augment(xb, self.augment) if self.augment else xb, yb)[0])
+
+        def mean_score(images: torch.Tensor, labels: torch.Tensor) -> float:
+            scores = []
+            for i in range(0, images.shape[0], 250):
+                xb, yb = images[i:i + 250].to(self.fabric.device), labels[i:i + 250].to(self.fabric.device)
+                scores.append(D(diff_augment(xb, self.augment) if self.augment else xb, yb)[0])
+            return torch.cat(scores).mean().item()
+
+        result = {"d_heldout": mean_score(x, y)}
+        if training is not None:
+            result["d_train"] = mean_score(*training)
+            result["d_gap"] = result["d_train"] - result["d_heldout"]
         D.train(was_training)
-        return {"d_heldout": torch.cat(scores).mean().item()}
+        return result
 
     @torch.no_grad()
     def sample_grid(self, fixed: FixedBatch):

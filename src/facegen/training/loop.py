@@ -165,7 +165,7 @@ def training_loop(
     bar = _progress_bar(start_step, steps, enabled=progress and rank == 0)
     log = _open_log(run_dir / "log.txt") if rank == 0 else None
     saved_step = start_step if resume else None  # the step of the newest checkpoint on disk, if any
-    step, window_start, window_images, valid = start_step, time.perf_counter(), 0, None
+    step, window_start, window_images, valid, extra = start_step, time.perf_counter(), 0, None, {}
     deadline = time.monotonic() + max_seconds if max_seconds else None
     try:
         while step < steps:
@@ -195,10 +195,13 @@ def training_loop(
                 row = {"step": step, "kimg": round(step * batch_size / 1000, 3), "seconds": round(stats["seconds"], 2),
                        "images_per_second": round(window_images / max(elapsed, 1e-9), 2), **values}
                 if rank == 0 and (step % sample_every == 0 or step == steps) and method.validates:
-                    if valid is None:  # held-out images, decoded once
+                    if valid is None:  # held-out images, decoded once (and as many training ones, if asked for)
                         held_out = valid_index[:1000]
                         valid = (to_tensor(cache.images[held_out]), torch.from_numpy(labels[held_out].astype(np.float32)))
-                    row |= {f"val/{k}": v for k, v in method.validate(*valid).items()}
+                        seen = train_index[:len(held_out)]
+                        extra = {"training": (to_tensor(cache.images[seen]), torch.from_numpy(
+                            labels[seen].astype(np.float32)))} if getattr(method, "compares_training", False) else {}
+                    row |= {f"val/{k}": v for k, v in method.validate(*valid, **extra).items()}
                 if rank == 0:
                     fabric.log_dict({k: v for k, v in row.items() if k != "step"}, step=step)
                     append_line(run_dir / "stats.jsonl", json.dumps(row))
