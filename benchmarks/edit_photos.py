@@ -53,6 +53,7 @@ from facegen.metrics.reconstruction import pixel_psnr  # noqa: E402
 from facegen.pipelines.edit import EditPipeline  # noqa: E402
 
 DESIGNS = {"residual": ("residual", False), "cgan": ("cgan", False), "cgan-redraw": ("cgan", True),
+           "cgan-z": ("cgan", False),  # the cGAN inverted by z alone, without the fitted 16x16 offset
            "fader": ("fader", False), "fader-redraw": ("fader", True), "cvae": ("cvae", False),
            "cvae-redraw": ("cvae", True)}
 PICTURE_ATTRIBUTES = ("Male", "Blond_Hair", "Young", "Attractive", "Smiling", "Eyeglasses")
@@ -90,7 +91,7 @@ def run(design: str, model: str, redraw: bool, photos, labels, cache_names, args
     from facegen.metrics.judge import Judge
     from facegen.metrics.identity import IdentityEmbedder, identity_available
 
-    pipe = EditPipeline.from_pretrained(model, redraw=redraw, batch_size=50)
+    pipe = EditPipeline.from_pretrained(model, redraw=redraw, batch_size=50, pivot=design != "cgan-z")
     names = pipe.attribute_names
     source = labels[:, [cache_names.index(name) for name in names]]  # (n, A) own CelebA labels
     classifier = Judge("classifier")

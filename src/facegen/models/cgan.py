@@ -53,15 +53,33 @@ class Generator(nn.Module):
         self.norms = nn.ModuleList(ConditionalBatchNorm2d(c, n_attributes) for c in widths[1:-1])
         self.to_rgb = nn.ConvTranspose2d(widths[-2], 3, 4, 2, 1)
 
-    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, y: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+        """`offset` (B, C, R, R), if given, is added to the raw activations of the R x R level (before its
+        conditional BatchNorm): how an edit fits the generator closer to a photo (pipelines/inversion.py)."""
         assert z.shape[1] == self.z_dim and y.shape[1] == self.n_attributes, (
             f"expected z (B, {self.z_dim}) and y (B, {self.n_attributes}), got {tuple(z.shape)} and {tuple(y.shape)}")
         y = centered(y)
         h = self.fc(torch.cat([z, y], dim=1)).view(z.shape[0], -1, 4, 4)  # (B, C0, 4, 4)
         h = torch.relu(self.norm0(h, y))
+        placed = offset is None
         for up, norm in zip(self.ups, self.norms):
-            h = torch.relu(norm(up(h), y))  # (B, C/2, 2H, 2W)
+            h = up(h)  # (B, C/2, 2H, 2W)
+            if not placed and offset.shape[1:] == h.shape[1:]:
+                h, placed = h + offset, True
+            h = torch.relu(norm(h, y))
+        assert placed, f"no level of this generator has activations of shape {tuple(offset.shape[1:])}"
         return torch.tanh(self.to_rgb(h))  # (B, 3, size, size)
+
+    @property
+    def level_sides(self) -> list[int]:
+        """The sides (px) of the levels whose raw activations can take an offset: each up-layer doubles the 4x4."""
+        return [4 * 2 ** (i + 1) for i in range(len(self.norms))]
+
+    def level_shape(self, side: int) -> tuple[int, int, int]:
+        """The shape (C, side, side) of the raw activations at the side x side level, where an offset can go."""
+        if side not in self.level_sides:
+            raise ValueError(f"this generator's levels are {self.level_sides} px; no {side} px level")
+        return self.norms[self.level_sides.index(side)].norm.num_features, side, side
 
 
 class FoldedGenerator(nn.Module):

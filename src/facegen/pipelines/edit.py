@@ -22,8 +22,10 @@ unchanged, bit for bit. Each kind of model gives the change its own way:
   attributes; what the decoder cannot reconstruct cancels out. With
   `redraw=True` they give what the 2018 study showed instead: the decode
   itself, a new drawing of the face at the model's size.
-- `cgan`: the same difference, G(z*, y') - G(z*, y), with z* found by
-  inverting the generator on the photo (pipelines/inversion.py).
+- `cgan`: the same difference, G(z*, y', o*) - G(z*, y, o*), with z* found
+  by inverting the generator on the photo and o* an offset on its 16 x 16
+  activations fitted with it, so that its drawing sits on the photo's own
+  features (pipelines/inversion.py; `pivot=False`: z* alone, as before).
 
 The photo must be a face framed like CelebA's aligned images (eyes level,
 face centred, the centre square holding the head); `facegen edit --align`
@@ -80,7 +82,8 @@ class PreparedFaces:
 
     x (n, 3, S, S) the faces at the model's size and y (n, A) their own
     values; then either `fields` (n, A, 3, S, S) of a residual editor, or
-    `code` and `base` = decode(code, y) (n, 3, S, S) of an encoder-decoder.
+    `code` and `base` = decode(code, y) (n, 3, S, S) of an encoder-decoder,
+    with an inverted cGAN's fitted activation `offset` (n, C, 16, 16).
     """
 
     x: torch.Tensor
@@ -88,13 +91,14 @@ class PreparedFaces:
     fields: torch.Tensor | None = None
     code: torch.Tensor | None = None
     base: torch.Tensor | None = None
+    offset: torch.Tensor | None = None
 
 
 class EditPipeline(PhotoAttributes):
     """Loads an editing model once (and the classifier when first needed); each call edits a batch."""
 
     def __init__(self, pretrained: Pretrained, *, classifier: str | os.PathLike | Pretrained | None = None,
-                 batch_size: int = 64, redraw: bool = False):
+                 batch_size: int = 64, redraw: bool = False, pivot: bool = True):
         if pretrained.kind not in EDITORS:
             raise FacegenError(f"{pretrained.path} is a {pretrained.kind} model, which cannot edit photos; "
                                f"use a {either(EDITORS)} model")
@@ -106,6 +110,8 @@ class EditPipeline(PhotoAttributes):
         super().__init__(pretrained.attribute_names, classifier=classifier, batch_size=batch_size)
         self.pretrained, self.kind, self.redraw = pretrained, pretrained.kind, redraw
         self.modules = pretrained.modules
+        self.pivot = pivot and KINDS[self.kind].inverts and hasattr(self.modules[KINDS[self.kind].sampler],
+                                                                    "level_shape")  # the study's generator: z only
         self.size, self.batch_size = pretrained.size, batch_size
         self._prepared: OrderedDict[bytes, PreparedFaces] = OrderedDict()  # the last faces prepared (see prepare)
         self._lock = threading.Lock()
@@ -113,9 +119,9 @@ class EditPipeline(PhotoAttributes):
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike = DEFAULT_MODELS["edit"], *, device: str = "cpu",
                         classifier: str | os.PathLike | None = None, batch_size: int = 64,
-                        redraw: bool = False) -> "EditPipeline":
+                        redraw: bool = False, pivot: bool = True) -> "EditPipeline":
         return cls(load_pretrained(name_or_path, device=device), classifier=classifier, batch_size=batch_size,
-                   redraw=redraw)
+                   redraw=redraw, pivot=pivot)
 
     @property
     def device(self) -> torch.device:
@@ -142,10 +148,12 @@ class EditPipeline(PhotoAttributes):
         return mu  # (B, z_dim)
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Codes and attributes y (B, A) (any real values) -> images (B, 3, S, S) in [-1, 1]."""
+    def decode(self, z: torch.Tensor, y: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+        """Codes and attributes y (B, A) (any real values) -> images (B, 3, S, S) in [-1, 1]; an inverted cGAN's
+        fitted `offset` goes with its codes."""
         decoder = self.modules["decoder" if "decoder" in self.modules else KINDS[self.kind].sampler]
-        return decoder(z.to(self.device), y.to(self.device, torch.float32)).clamp(-1, 1)
+        extra = () if offset is None else (offset.to(self.device),)
+        return decoder(z.to(self.device), y.to(self.device, torch.float32), *extra).clamp(-1, 1)
 
     @torch.no_grad()
     def prepare(self, x: torch.Tensor, y_source: torch.Tensor | np.ndarray) -> PreparedFaces:
@@ -164,8 +172,12 @@ class EditPipeline(PhotoAttributes):
         if self.kind not in ENCODER_DECODERS:  # a residual editor: change fields, one per attribute
             faces = PreparedFaces(x, y, fields=self.modules["editor"](x, y))
         else:
-            code = self.encode(x, y)
-            faces = PreparedFaces(x, y, code=code, base=self.decode(code, y))
+            code, offset = self.encode(x, y), None
+            if self.pivot:  # the drawing fitted closer: the change lands on the photo's own features
+                from facegen.pipelines.inversion import fit_offset
+
+                code, offset = fit_offset(self.modules[KINDS[self.kind].sampler], x, y.float(), code)
+            faces = PreparedFaces(x, y, code=code, base=self.decode(code, y, offset), offset=offset)
         with self._lock:
             self._prepared[key] = faces
             while len(self._prepared) > PREPARED_KEPT:
@@ -186,9 +198,9 @@ class EditPipeline(PhotoAttributes):
         if faces.fields is not None:
             change = apply_fields(faces.fields, faces.y, y_target)
         elif self.redraw:  # the decode, as a change of the face
-            change = self.decode(faces.code, y_target) - faces.x
+            change = self.decode(faces.code, y_target, faces.offset) - faces.x
         else:
-            change = self.decode(faces.code, y_target) - faces.base
+            change = self.decode(faces.code, y_target, faces.offset) - faces.base
         if not self.redraw:
             moved = (y_target != faces.y).any(dim=1)  # (B,)
             change = change * moved[:, None, None, None]
@@ -206,7 +218,8 @@ class EditPipeline(PhotoAttributes):
         for i in range(0, len(x), self.batch_size):
             faces = self.prepare(x[i:i + self.batch_size], y_source[i:i + self.batch_size])
             target = y_target[i:i + self.batch_size]
-            parts.append(self.decode(faces.code, target).cpu() if self.redraw else self.change(faces, target))
+            parts.append(self.decode(faces.code, target, faces.offset).cpu() if self.redraw else
+                         self.change(faces, target))
         if self.redraw:  # the decodes themselves
             x_out = torch.cat(parts)
             return x_out, x_out - x
