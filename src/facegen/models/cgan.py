@@ -56,6 +56,17 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, y: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
         """`offset` (B, C, R, R), if given, is added to the raw activations of the R x R level (before its
         conditional BatchNorm): how an edit fits the generator closer to a photo (pipelines/inversion.py)."""
+        return torch.tanh(self.to_rgb(self._trunk(z, y, offset)))  # (B, 3, size, size)
+
+    def activations(self, z: torch.Tensor, y: torch.Tensor, side: int) -> torch.Tensor:
+        """The raw activations (B, C, side, side) of the side x side level, before its conditional BatchNorm: where
+        `forward`'s offset goes."""
+        return self._trunk(z, y, stop_at=side)
+
+    def _trunk(self, z: torch.Tensor, y: torch.Tensor, offset: torch.Tensor | None = None,
+               stop_at: int | None = None) -> torch.Tensor:
+        """Everything before `to_rgb` (B, C, size/2, size/2), the offset added at its level; with `stop_at`, the raw
+        activations of that level instead."""
         assert z.shape[1] == self.z_dim and y.shape[1] == self.n_attributes, (
             f"expected z (B, {self.z_dim}) and y (B, {self.n_attributes}), got {tuple(z.shape)} and {tuple(y.shape)}")
         y = centered(y)
@@ -66,9 +77,13 @@ class Generator(nn.Module):
             h = up(h)  # (B, C/2, 2H, 2W)
             if not placed and offset.shape[1:] == h.shape[1:]:
                 h, placed = h + offset, True
+            if h.shape[-1] == stop_at:
+                return h
             h = torch.relu(norm(h, y))
+        if stop_at is not None:
+            raise ValueError(f"this generator's levels are {self.level_sides} px; no {stop_at} px level")
         assert placed, f"no level of this generator has activations of shape {tuple(offset.shape[1:])}"
-        return torch.tanh(self.to_rgb(h))  # (B, 3, size, size)
+        return h
 
     @property
     def level_sides(self) -> list[int]:

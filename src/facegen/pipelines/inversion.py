@@ -32,6 +32,9 @@ faces, docs/notes/editing.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 
@@ -47,20 +50,9 @@ def invert(generator: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, step
     """z (B, z_dim) with generator(z, y) close to x (B, 3, S, S); the generator's weights are left as they were."""
     assert x.ndim == 4 and x.shape[0] == y.shape[0], f"expected x (B, 3, S, S) and y (B, A), got {tuple(x.shape)}, " \
                                                      f"{tuple(y.shape)}"
-    frozen = [p.requires_grad for p in generator.parameters()]
-    generator.requires_grad_(False)
-    try:
-        with torch.enable_grad():
-            z = torch.zeros(x.shape[0], generator.z_dim, device=x.device, requires_grad=True)
-            optimizer = torch.optim.Adam([z], lr=lr)
-            for _ in range(steps):
-                loss = F.mse_loss(generator(z, y), x) + PRIOR_WEIGHT * z.pow(2).mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-    finally:
-        for p, flag in zip(generator.parameters(), frozen):
-            p.requires_grad_(flag)
+    with _frozen(generator):
+        z = torch.zeros(x.shape[0], generator.z_dim, device=x.device, requires_grad=True)
+        _minimise([z], lambda: F.mse_loss(generator(z, y), x) + PRIOR_WEIGHT * z.pow(2).mean(), steps=steps, lr=lr)
     return z.detach()
 
 
@@ -77,45 +69,47 @@ def fit_offset(generator: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, z: 
                side: int | None = None, steps: int = PIVOT_STEPS, lr: float = LEARNING_RATE
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """z (B, z_dim) refined, and an offset (B, C, side, side) on the generator's raw activations at that level
-    (default `pivot_side`), so
-    that generator(z, y, offset) draws x (B, 3, S, S) closely. The offset is learnt in units of each face's
-    activation spread there, so one learning rate suits z and it alike; each face is fitted on its own loss."""
+    (default `pivot_side`), so that generator(z, y, offset) draws x (B, 3, S, S) closely. The offset is learnt in
+    units of each face's activation spread there, so one learning rate suits z and it alike; each face is fitted on
+    its own loss."""
     assert x.ndim == 4 and x.shape[0] == y.shape[0] == z.shape[0], (
         f"expected x (B, 3, S, S), y (B, A) and z (B, z_dim), got {tuple(x.shape)}, {tuple(y.shape)}, "
         f"{tuple(z.shape)}")
     side = pivot_side(generator) if side is None else side
-    shape = generator.level_shape(side)
-    frozen = [p.requires_grad for p in generator.parameters()]
-    generator.requires_grad_(False)
-    try:
+    with _frozen(generator):
         with torch.no_grad():  # each face's activation spread at that level, for its offset's units
-            scale = _activations(generator, z, y, side).flatten(1).std(dim=1).clamp(min=1e-6)[:, None, None, None]
-        with torch.enable_grad():
-            unit = torch.zeros(x.shape[0], *shape, device=x.device, requires_grad=True)
-            z = z.detach().clone().requires_grad_(True)
-            optimizer = torch.optim.Adam([unit, z], lr=lr)
-            for _ in range(steps):  # a sum over faces of each face's own loss: no face's fit depends on the others
-                error = (generator(z, y, unit * scale) - x).pow(2).flatten(1).mean(dim=1)
-                loss = (error + PRIOR_WEIGHT * z.pow(2).mean(dim=1)).sum()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-    finally:
-        for p, flag in zip(generator.parameters(), frozen):
-            p.requires_grad_(flag)
+            raw = generator.activations(z, y, side)  # (B, C, side, side)
+        scale = raw.flatten(1).std(dim=1).clamp(min=1e-6)[:, None, None, None]
+        unit = torch.zeros_like(raw, requires_grad=True)
+        z = z.detach().clone().requires_grad_(True)
+
+        def loss() -> torch.Tensor:  # a sum over faces of each face's own loss: no face's fit depends on the others
+            error = (generator(z, y, unit * scale) - x).pow(2).flatten(1).mean(dim=1)
+            return (error + PRIOR_WEIGHT * z.pow(2).mean(dim=1)).sum()
+
+        _minimise([unit, z], loss, steps=steps, lr=lr)
     return z.detach(), (unit * scale).detach()
 
 
-def _activations(generator: torch.nn.Module, z: torch.Tensor, y: torch.Tensor, side: int) -> torch.Tensor:
-    """The generator's raw activations (B, C, side, side) at that level, before its conditional BatchNorm."""
-    from facegen.models.layers import centered
+@contextmanager
+def _frozen(generator: torch.nn.Module) -> Iterator[None]:
+    """The generator's weights take no gradient inside; each parameter's requires_grad is restored after."""
+    flags = [p.requires_grad for p in generator.parameters()]
+    generator.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(generator.parameters(), flags):
+            p.requires_grad_(flag)
 
-    yc = centered(y)
-    h = generator.fc(torch.cat([z, yc], dim=1)).view(z.shape[0], -1, 4, 4)
-    h = torch.relu(generator.norm0(h, yc))
-    for up, norm in zip(generator.ups, generator.norms):
-        h = up(h)
-        if h.shape[-1] == side:
-            return h
-        h = torch.relu(norm(h, yc))
-    raise ValueError(f"no {side} px level in this generator")
+
+def _minimise(parameters: list[torch.Tensor], loss: Callable[[], torch.Tensor], *, steps: int, lr: float) -> None:
+    """`steps` Adam steps on `parameters` (leaf tensors that require grad) against `loss()`, with gradients on even
+    when called under torch.no_grad (the edit pipeline's inference)."""
+    with torch.enable_grad():
+        optimizer = torch.optim.Adam(parameters, lr=lr)
+        for _ in range(steps):
+            value = loss()
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            optimizer.step()

@@ -118,7 +118,7 @@ class CVAEMethod(Method):
         super().__init__(attribute_names=attribute_names, size=size, prior=prior)
         if lr_decoder < 0 or decoder_warmup < 0:
             raise ValueError(f"lr_decoder and decoder_warmup must be at least 0, got {lr_decoder}, {decoder_warmup}")
-        self.decoder_from, self.decoder_warmup = decoder_from, int(decoder_warmup)
+        self.decoder_warmup = int(decoder_warmup)
         self.lr_decoder = lr_decoder or lr
         self.net_kwargs = {"n_attributes": self.n_attributes, "size": size, "z_dim": z_dim, "channels": channels}
         self.d_kwargs = {"n_attributes": self.n_attributes, "size": size, "channels": d_channels}
