@@ -144,3 +144,39 @@ def test_a_cvae_decoder_starts_from_a_cgan_generator(tiny_cache, tmp_path, capsy
     message = capsys.readouterr().err.strip()
     assert len(message.splitlines()) == 1 and "channels" in message and "decoder_from" in message
     assert not (tmp_path / "wide").exists()
+
+
+def test_a_cvae_critic_starts_from_a_cgan_discriminator_and_measures_reconstruction(tiny_cache, tmp_path, capsys):
+    """critic_from: the cVAE's critic starts as a cGAN run's discriminator (VAE-GAN from a trained GAN), and
+    feature_weight adds the reconstruction measured in that critic's features, logged as recon_feature."""
+    from facegen.training.checkpoint import load_checkpoint
+
+    gan = tmp_path / "gan"
+    assert _train("cgan", tiny_cache, gan, "--steps", 1) == 0
+    start = ["--set", f"critic_from={json.dumps(str(gan))}", "--set", "channels=32", "--set", "d_channels=32",
+             "--set", "feature_weight=1.0"]
+    method, _ = _configured(gan)  # the cGAN recipe, for its attribute names and label prior
+    critic = load_checkpoint(gan)["state"]["modules"]["discriminator"]
+    from facegen.training.cvae import CVAEMethod
+    from lightning.fabric import Fabric
+
+    vae = build_method(CVAEMethod, attribute_names=method.attribute_names, size=16, prior=method.prior, batch_size=4,
+                       steps=2, method_options={"critic_from": str(gan), "channels": 32, "d_channels": 32,
+                                                "feature_weight": 1.0, "z_dim": 8})
+    vae.configure(Fabric(accelerator="cpu", devices=1))
+    for key, value in vae.D.state_dict().items():
+        torch.testing.assert_close(value, critic[key], msg=key)
+    x, y = torch.rand(4, 3, 16, 16) * 2 - 1, torch.randint(0, 2, (4, 3)).float()
+    losses = vae.training_step(x, y, 0)
+    assert losses["recon_feature"] > 0
+    assert vae._feature_distance(x, x).item() == 0.0  # a perfect reconstruction costs nothing
+    assert run_cli("train", "cvae", "--data", tiny_cache, "--attrs", ATTRS, "--out", tmp_path / "vae",
+                   "--batch-size", 4, "--threads", 1, "--no-progress", "--steps", 2, "--log-every", 1, *start) == 0
+    assert "recon_feature" in (tmp_path / "vae" / "stats.jsonl").read_text()
+    # A critic of another width is refused in one line, before the run folder exists.
+    capsys.readouterr()
+    assert run_cli("train", "cvae", "--data", tiny_cache, "--attrs", ATTRS, "--out", tmp_path / "wide",
+                   "--set", f"critic_from={json.dumps(str(gan))}", "--set", "d_channels=64") == 2
+    message = capsys.readouterr().err.strip()
+    assert len(message.splitlines()) == 1 and "d_channels=32" in message and "critic_from" in message
+    assert not (tmp_path / "wide").exists()

@@ -214,6 +214,19 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         assert x.shape[1:] == (3, self.size, self.size), f"expected images (B, 3, {self.size}, {self.size}), got {tuple(x.shape)}"
         h = self.features(x).sum(dim=(2, 3))  # (B, C)
+        return self._heads(h, y)
+
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The activations after each of its convolutions, from (B, C1, size/2, size/2) down to (B, C, 4, 4): what a
+        reconstruction measured in the critic's features compares (VAE-GAN, Larsen et al. 2016)."""
+        maps = []
+        for layer in self.features:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                maps.append(x)
+        return maps
+
+    def _heads(self, h: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         score = self.score(h).squeeze(1) + (self.embed(centered(y)) * h).sum(dim=1)
         # Spectral norm keeps h small (|h| ~ 0.1 after 1k steps): normalised features let the attribute head
         # learn at Adam's pace instead of sitting at the label marginals.

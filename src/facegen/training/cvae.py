@@ -114,6 +114,10 @@ class CVAEMethod(Method):
                  lr_decoder: float = 0.0,       # Adam learning rate of the decoder; 0: the same as `lr`.
                  decoder_warmup: int = 0,       # First steps in which the decoder does not learn (the encoder
                                                 # learns to invert a decoder started from a cGAN, the critic to judge).
+                 critic_from: str = "",         # A cGAN run (folder or checkpoint) whose discriminator starts the
+                                                # critic (set d_channels to its width); '' for a fresh critic.
+                 pixel_weight: float = 1.0,     # Weight of the pixel L1 of reconstructions (the ELBO's term).
+                 feature_weight: float = 0.0,   # Weight of the reconstruction measured in the critic's features.
                  batch_size: int = 64):         # Global batch size (for the schedules).
         super().__init__(attribute_names=attribute_names, size=size, prior=prior)
         if lr_decoder < 0 or decoder_warmup < 0:
@@ -130,6 +134,13 @@ class CVAEMethod(Method):
         self.pixels = 3 * size * size
         self.decoder_start = (cgan_generator_state(decoder_from, self.attribute_names, size, self.net_kwargs)
                               if decoder_from else None)  # checked now: a wrong cGAN stops before the run starts
+        if pixel_weight < 0 or feature_weight < 0:
+            raise ValueError(f"pixel_weight and feature_weight must be at least 0, got {pixel_weight}, {feature_weight}")
+        if (critic_from or feature_weight) and not self.use_gan:
+            raise ValueError("critic_from and feature_weight need the critic: set adv_weight or aux_weight above 0")
+        self.pixel_weight, self.feature_weight = pixel_weight, feature_weight
+        self.critic_start = (cgan_critic_state(critic_from, self.attribute_names, self.d_kwargs)
+                             if critic_from else None)
 
     def configure(self, fabric) -> None:
         with fabric.init_module():
@@ -137,6 +148,8 @@ class CVAEMethod(Method):
             D = Discriminator(**self.d_kwargs) if self.use_gan else None
         if self.decoder_start is not None:  # (a resumed run's or --init-from's weights replace these later)
             G.load_state_dict(self.decoder_start)
+        if self.critic_start is not None:
+            D.load_state_dict(self.critic_start)
         self.E, self.opt_e = fabric.setup(E, torch.optim.Adam(E.parameters(), lr=self.lr, betas=self.betas))
         self.G, self.opt_g = fabric.setup(G, torch.optim.Adam(G.parameters(), lr=self.lr_decoder, betas=self.betas))
         if D is not None:
@@ -175,7 +188,11 @@ class CVAEMethod(Method):
         recon = (x_rec - x).abs().mean()
         kl = kl_divergence(mu, logvar).mean()  # nats per image
         beta = kl_weight_at(step, batch_size=self.batch_size, kl_weight=self.kl_weight, warmup_kimg=self.kl_warmup_kimg)
-        loss = recon + beta * kl / self.pixels
+        loss = self.pixel_weight * recon + beta * kl / self.pixels
+        if self.feature_weight:
+            feature = self._feature_distance(x_rec, x)
+            loss = loss + self.feature_weight * feature
+            losses["recon_feature"] = feature
         if self.use_gan:
             score_fake, logits_fake = self._discriminate(x_all, y_all)
             loss_adv = -score_fake.mean()
@@ -195,6 +212,17 @@ class CVAEMethod(Method):
         update_ema(self.G_ema, self.G, decay)
         losses = {"loss": loss, "recon_l1": recon, "kl_nats": kl, "kl_beta": torch.tensor(beta)} | losses
         return {k: v.detach() for k, v in losses.items()}
+
+    def _feature_distance(self, x_rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """How far reconstructions are from their photos in the critic's features (VAE-GAN): at each of its levels
+        the mean |difference| relative to the photo's mean |activation| there, averaged over the levels. It asks for
+        what the critic sees in a photo (its layout, its parts) rather than its exact pixels, which a 64-px decoder
+        cannot draw and keep its samples faces (docs/notes/cvae.md)."""
+        D = unwrap(self.D)
+        maps = D.feature_maps(torch.cat([x_rec, x]))
+        batch = x.shape[0]
+        terms = [(m[:batch] - m[batch:]).abs().mean() / m[batch:].detach().abs().mean().clamp_min(1e-8) for m in maps]
+        return torch.stack(terms).mean()
 
     @torch.no_grad()
     def validate(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 250) -> dict[str, float]:
@@ -273,3 +301,29 @@ def cgan_generator_state(name_or_path: str, attribute_names: list[str], size: in
                            f"{','.join(pretrained.attribute_names)}; this decoder is {ours} for "
                            f"{','.join(attribute_names)}: train with the same --attrs, cache size, z_dim and channels")
     return pretrained.modules["generator"].state_dict()
+
+
+def cgan_critic_state(source: str, attribute_names: list[str], d_kwargs: dict) -> dict:
+    """The discriminator of a cGAN run (its folder or a checkpoint), to start this recipe's critic: a critic that has
+    already learnt what real faces look like and which attributes they have. The same attributes and width, else one
+    line that says what differs."""
+    from facegen.errors import FacegenError
+    from facegen.training.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(source)
+    options = checkpoint.get("options", {})
+    if checkpoint["method"] != "cgan" or "discriminator" not in checkpoint["state"]["modules"]:
+        raise FacegenError(f"critic_from={source} is a {checkpoint['method']} run; a critic starts from a cgan run's "
+                           "discriminator")
+    if options.get("attributes") and list(options["attributes"]) != list(attribute_names):
+        raise FacegenError(f"critic_from={source} judges {','.join(options['attributes'])}; this model has "
+                           f"{','.join(attribute_names)}: train with the same --attrs")
+    state = checkpoint["state"]["modules"]["discriminator"]
+    critic = Discriminator(**d_kwargs)
+    try:
+        critic.load_state_dict(state)
+    except RuntimeError:
+        theirs = state["score.parametrizations.weight.original"].shape[1] if "score.parametrizations.weight.original" in state else "?"
+        raise FacegenError(f"critic_from={source} is a discriminator {theirs} channels wide at 4x4; this critic is "
+                           f"{d_kwargs['channels']}: set --set d_channels={theirs}") from None
+    return state
