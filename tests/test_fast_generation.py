@@ -37,6 +37,25 @@ def test_a_tiny_random_generator_folds_to_the_same_faces(size, channels, batch):
     assert (got - expected).abs().max() < TOLERANCE
 
 
+def test_a_generator_widened_at_high_resolution_folds_and_trains_from_the_recipe(tiny_cache, tmp_path):
+    """g_min_channels widens the generator's narrow levels; it is recorded in the model's config, the exported model
+    loads with it, and the fold still makes the same faces."""
+    from conftest import run_cli
+    from facegen.pretrained import load_pretrained
+
+    plain = _trained_looking(Generator(n_attributes=4, size=32, channels=64, min_channels=48), seed=3)
+    assert plain.level_shape(16) == (48, 16, 16)  # 64 at 4x4, then never below 48 (32 without the option)
+    z, y = torch.randn(3, plain.z_dim), torch.rand(3, 4)
+    with torch.no_grad():
+        assert (FoldedGenerator(plain)(z, y) - plain(z, y)).abs().max() < TOLERANCE
+    assert run_cli("train", "cgan", "--data", tiny_cache, "--attrs", "young,male,smiling", "--out", tmp_path / "wide",
+                   "--batch-size", 4, "--threads", 1, "--no-progress", "--steps", 1, "--set", "g_channels=32",
+                   "--set", "d_channels=32", "--set", "g_min_channels=16") == 0
+    model = load_pretrained(tmp_path / "wide" / "model")
+    assert model.config["modules"]["generator"]["min_channels"] == 16
+    assert model.modules["generator"].level_shape(8) == (16, 8, 8)  # 32 -> 16 at 8x8: the narrowest level set by it
+
+
 def test_the_phase_convolution_is_the_transposed_convolution():
     weight, x = torch.randn(8, 5, 4, 4), torch.randn(2, 8, 6, 7)
     expected = F.conv_transpose2d(x, weight, stride=2, padding=1)

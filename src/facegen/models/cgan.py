@@ -42,10 +42,12 @@ from facegen.models.layers import ConditionalBatchNorm2d, centered, tile, channe
 class Generator(nn.Module):
     """z (B, z_dim) and y (B, A) in [0, 1] -> x (B, 3, size, size) in [-1, 1]."""
 
-    def __init__(self, *, n_attributes: int, size: int = 64, z_dim: int = 128, channels: int = 256):
+    def __init__(self, *, n_attributes: int, size: int = 64, z_dim: int = 128, channels: int = 256,
+                 min_channels: int = 32):
         super().__init__()
         self.n_attributes, self.size, self.z_dim = n_attributes, size, z_dim
-        widths = channel_widths(size, channels, 32)  # e.g. [256, 128, 64, 32, 32] for 64x64
+        # e.g. [256, 128, 64, 32, 32] for 64x64; min_channels=64 widens the 32x32 level: [256, 128, 64, 64, 64]
+        widths = channel_widths(size, channels, min_channels)
         self.fc = nn.Linear(z_dim + n_attributes, widths[0] * 16)
         self.norm0 = ConditionalBatchNorm2d(widths[0], n_attributes)
         self.ups = nn.ModuleList(
