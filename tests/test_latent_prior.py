@@ -201,6 +201,15 @@ def test_bad_pipeline_options_and_fits_are_refused(fitted_cvae, tiny_cvae, tiny_
         GenerationPipeline(pretrained, z_prior="uniform")
     with pytest.raises(FacegenError, match="temperature must be"):
         GenerationPipeline(pretrained, temperature=-1.0)
+    pipe = GenerationPipeline(pretrained)  # a temperature for one call: the prior's own (0.9) unless given
+    assert pipe.default_temperature == 0.9 and GenerationPipeline(pretrained, z_prior="normal").default_temperature == 1
+    y = torch.zeros(3, len(pipe.attribute_names))
+    assert torch.equal(pipe.sample(y, torch.Generator().manual_seed(1)),
+                       pipe.sample(y, torch.Generator().manual_seed(1), temperature=0.9))
+    assert not torch.equal(pipe.sample(y, torch.Generator().manual_seed(1)),
+                           pipe.sample(y, torch.Generator().manual_seed(1), temperature=0.2))
+    with pytest.raises(FacegenError, match="temperature must be"):
+        pipe.sample(y, temperature=True)
     with pytest.raises(FacegenError, match="temperature must be"):
         fit_latent_prior(str(tiny_cvae), str(tiny_cache), out=str(tmp_path / "m"), temperature=0)
     with pytest.raises(FacegenError, match="at least"):

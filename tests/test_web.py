@@ -122,6 +122,27 @@ def test_same_seed_same_faces_and_a_slider_changes_them(catalog):
         generate_faces(pipe, values, seed=3, count=1000)
 
 
+def test_the_spread_of_the_noise_changes_the_faces_and_is_kept_with_them(catalog):
+    """The Generate tab's spread slider: the model's own spread by default, a lower one gives other faces from the
+    same seed, it is written into the download, and a spread off the slider's range is one readable line."""
+    from facegen.web.faces import OutputFolder, generate_faces
+    from facegen.web.generate_tab import spread_of
+
+    entry = catalog.generators[0]
+    pipe, values = entry.generator, {"Young": 1.0, "Male": 0.0, "Smiling": 0.0}
+    own = generate_faces(pipe, values, seed=3, count=2)
+    assert torch.equal(own, generate_faces(pipe, values, seed=3, count=2, temperature=pipe.default_temperature))
+    narrow = generate_faces(pipe, values, seed=3, count=2, temperature=0.3)
+    assert not torch.equal(own, narrow)
+    path = OutputFolder(keep=1).write_faces(narrow, model="m", seed=3, values=values, temperature=0.3)
+    with zipfile.ZipFile(path) as archive:
+        assert json.loads(archive.read("attributes.json"))["temperature"] == 0.3
+    assert spread_of(None, entry) == spread_of("", entry) == pipe.default_temperature and spread_of(0.5, entry) == 0.5
+    for bad in (0.0, 2.0, "wide", float("nan")):
+        with pytest.raises(FacegenError, match="spread of the noise must be between"):
+            spread_of(bad, entry)
+
+
 def test_download_zip_holds_each_face_and_its_values(catalog):
     from facegen.web.faces import OutputFolder, generate_faces
 

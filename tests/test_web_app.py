@@ -69,9 +69,9 @@ def _pixels(path) -> np.ndarray:
 def test_api_generate_same_seed_same_faces_and_sliders_change_them(server, client):
     cgan = server[1]["cgan"]
     values = dict.fromkeys(NAMES, 0.0)
-    grid, download = client.predict(cgan, 7, 4, *values.values(), api_name="/generate")
-    again, _ = client.predict(cgan, 7, 4, *values.values(), api_name="/generate")
-    smiling, _ = client.predict(cgan, 7, 4, *{**values, "Smiling": 1.0}.values(), api_name="/generate")
+    grid, download = client.predict(cgan, 7, 4, 1.0, *values.values(), api_name="/generate")
+    again, _ = client.predict(cgan, 7, 4, 1.0, *values.values(), api_name="/generate")
+    smiling, _ = client.predict(cgan, 7, 4, 1.0, *{**values, "Smiling": 1.0}.values(), api_name="/generate")
     assert _pixels(grid).shape == (20, 4 * 18 + 2, 3)  # 4 faces of 16 px in one row
     assert np.array_equal(_pixels(grid), _pixels(again))
     assert not np.array_equal(_pixels(grid), _pixels(smiling))
@@ -157,7 +157,7 @@ def test_api_a_photo_without_a_face_says_so(server, client, tmp_path):
 
 def test_a_burst_of_requests_is_all_answered(server, client):
     cgan = server[1]["cgan"]
-    jobs = [client.submit(cgan, seed, 2, 0.0, 1.0, 0.0, api_name="/generate") for seed in range(20)]
+    jobs = [client.submit(cgan, seed, 2, 1.0, 0.0, 1.0, 0.0, api_name="/generate") for seed in range(20)]
     done, _ = concurrent.futures.wait(jobs, timeout=120)
     assert len(done) == 20 and all(Path(job.result()[0]).is_file() for job in jobs)
 
@@ -172,7 +172,7 @@ def test_a_full_queue_refuses_politely_and_the_app_goes_on(server):
                  queue_size=2, concurrency=1)
     try:
         small = _client(f"http://127.0.0.1:{port}/")
-        jobs = [small.submit(server[1]["cgan"], seed, 4, 0.0, 0.0, 0.0, api_name="/generate") for seed in range(12)]
+        jobs = [small.submit(server[1]["cgan"], seed, 4, 1.0, 0.0, 0.0, 0.0, api_name="/generate") for seed in range(12)]
         concurrent.futures.wait(jobs, timeout=120)
         outcomes = []
         for job in jobs:
@@ -181,7 +181,7 @@ def test_a_full_queue_refuses_politely_and_the_app_goes_on(server):
             except Exception as error:  # noqa: BLE001 - sorted below
                 outcomes.append("full" if "queue is full" in str(error).lower() else f"other: {error}")
         assert set(outcomes) <= {"answered", "full"} and "answered" in outcomes, outcomes
-        assert Path(small.predict(server[1]["cgan"], 0, 1, 0.0, 0.0, 0.0, api_name="/generate")[0]).is_file()
+        assert Path(small.predict(server[1]["cgan"], 0, 1, 1.0, 0.0, 0.0, 0.0, api_name="/generate")[0]).is_file()
     finally:
         demo.close()
 

@@ -36,7 +36,7 @@ def test_generate_faces_refuses_a_seed_torch_cannot_take():
     class Pipe:  # only reached if the seed were accepted
         attribute_names = ["Young"]
 
-        def sample(self, y, generator):
+        def sample(self, y, generator, temperature=None):
             return torch.zeros(len(y), 3, 16, 16)
 
     with pytest.raises(FacegenError, match="seed"):

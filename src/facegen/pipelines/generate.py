@@ -92,8 +92,7 @@ class GenerationPipeline:
         if z_prior == "fitted" and pretrained.latent_prior is None:
             raise FacegenError(f"{pretrained.path} has no fitted prior over z; fit one (scripts/fit_cvae_prior.py) "
                                "or sample from N(0, I) (z_prior='normal')")
-        if temperature is not None and not (isinstance(temperature, (int, float)) and 0 < temperature <= 10):
-            raise FacegenError(f"temperature must be a number in (0, 10], got {temperature!r}")
+        check_temperature(temperature)
         self.latent_prior = pretrained.latent_prior if z_prior != "normal" else None
         self.z_prior = "fitted" if self.latent_prior is not None else "normal"
         self.temperature = temperature
@@ -113,24 +112,36 @@ class GenerationPipeline:
     def device(self) -> torch.device:
         return next(self.network.parameters()).device
 
+    @property
+    def default_temperature(self) -> float:
+        """The spread z is drawn with when a call names none: the pipeline's, else the fitted prior's own, else 1."""
+        if self.temperature is not None:
+            return float(self.temperature)
+        return float(self.latent_prior.temperature) if self.latent_prior is not None else 1.0
+
     @torch.no_grad()
-    def sample(self, y: torch.Tensor, generator: torch.Generator | None = None, *, batch_size: int = 256) -> torch.Tensor:
-        """The low-level call: attributes y (n, A) -> images x (n, 3, S, S) in [-1, 1]; noise from `generator`."""
+    def sample(self, y: torch.Tensor, generator: torch.Generator | None = None, *, batch_size: int = 256,
+               temperature: float | None = None) -> torch.Tensor:
+        """The low-level call: attributes y (n, A) -> images x (n, 3, S, S) in [-1, 1]; noise from `generator`,
+        with `temperature` for this call only (None: `default_temperature`)."""
         assert y.ndim == 2 and y.shape[1] == len(self.attribute_names), (
             f"y must be (n, {len(self.attribute_names)}) for attributes {self.attribute_names}, got {tuple(y.shape)}")
-        z = self.noise(y.shape[0], generator, y=y)  # (n, z_dim), drawn on the CPU: same on any device
+        z = self.noise(y.shape[0], generator, y=y, temperature=temperature)  # (n, z_dim), on the CPU: same on any device
         placement = dict(device=self.device, dtype=self.dtype)
         chunks = [self.network(z[i:i + batch_size].to(**placement), y[i:i + batch_size].to(**placement)).float().cpu()
                   for i in range(0, y.shape[0], batch_size)]
         return torch.cat(chunks).clamp(-1, 1)
 
-    def noise(self, n: int, generator: torch.Generator | None = None, *, y: torch.Tensor | None = None) -> torch.Tensor:
+    def noise(self, n: int, generator: torch.Generator | None = None, *, y: torch.Tensor | None = None,
+              temperature: float | None = None) -> torch.Tensor:
         """n codes z (n, z_dim) on the CPU, from the fitted prior (given the faces' attributes y (n, A), if it
-        is conditional) or N(0, I) (see `z_prior`)."""
+        is conditional) or N(0, I) (see `z_prior`); `temperature` for this call only (None: the pipeline's)."""
+        check_temperature(temperature)
+        temperature = self.temperature if temperature is None else temperature
         if self.latent_prior is not None:
-            return self.latent_prior.sample(n, generator, temperature=self.temperature, y=y)
+            return self.latent_prior.sample(n, generator, temperature=temperature, y=y)
         z = torch.randn(n, self.z_dim, generator=generator)
-        return z if self.temperature is None else z * self.temperature
+        return z if temperature is None else z * temperature
 
     def attributes_for(self, request: Mapping[str, float], n: int, generator: torch.Generator | None) -> np.ndarray:
         """(n, A): the named values, the rest drawn from the training labels given them."""
@@ -154,3 +165,17 @@ class GenerationPipeline:
         x = self.sample(torch.from_numpy(y), generator)
         return GenerationOutput(images=to_pil(x), attributes=y,
                                 attribute_names=self.attribute_names, request=parsed, x=x)
+
+
+def check_temperature(temperature: float | None) -> None:
+    """A temperature is None (the model's own) or a number in (0, 10]; anything else is one line.
+
+    >>> check_temperature(0.7)
+    >>> check_temperature(0)
+    Traceback (most recent call last):
+    ...
+    facegen.errors.FacegenError: temperature must be a number in (0, 10], got 0
+    """
+    if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+                                    or not 0 < temperature <= 10):
+        raise FacegenError(f"temperature must be a number in (0, 10], got {temperature!r}")

@@ -38,17 +38,19 @@ def slider_vector(attribute_names: Sequence[str], values: Mapping[str, float]) -
     return torch.tensor([row], dtype=torch.float32)  # (1, A)
 
 
-def generate_faces(pipe, values: Mapping[str, float], *, seed: int, count: int) -> torch.Tensor:
+def generate_faces(pipe, values: Mapping[str, float], *, seed: int, count: int,
+                   temperature: float | None = None) -> torch.Tensor:
     """`count` faces (count, 3, S, S) in [-1, 1], all with the same attributes; the same seed gives the same faces.
 
     The noise comes from a fresh generator seeded with `seed`, so moving one
-    slider changes that attribute on the very same faces.
+    slider changes that attribute on the very same faces. `temperature` is the
+    noise's spread (None: the model's own; lower gives more typical faces).
     """
     if not 1 <= count <= MAX_FACES:
         raise FacegenError(f"the number of faces must be between 1 and {MAX_FACES}, got {count}")
     seed = whole_number(seed, "the seed", 0, MAX_SEED)
     y = slider_vector(pipe.attribute_names, values).expand(count, -1)  # (count, A)
-    return pipe.sample(y, torch.Generator().manual_seed(int(seed)))
+    return pipe.sample(y, torch.Generator().manual_seed(int(seed)), temperature=temperature)
 
 
 def whole_number(value: object, what: str, low: int, high: int) -> int:
@@ -125,8 +127,9 @@ class OutputFolder:
         return slot / name
 
     def write_faces(self, x: torch.Tensor, *, model: str, seed: int, values: Mapping[str, float],
-                    slot: Path | None = None) -> Path:
-        """A zip of one PNG per face plus attributes.json (model, seed, values): what the user sees, to keep."""
+                    slot: Path | None = None, temperature: float | None = None) -> Path:
+        """A zip of one PNG per face plus attributes.json (model, seed, temperature if given, values): what the
+        user sees, to keep."""
         target = (slot or self.new_slot()) / f"facegen-seed{int(seed)}.zip"
         with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:  # PNGs are compressed already
             for index, pixels in enumerate(to_uint8(x)):
@@ -135,5 +138,6 @@ class OutputFolder:
                 archive.writestr(f"face-{index:02d}.png", image.getvalue())
             archive.writestr("attributes.json", json.dumps(
                 {"model": model, "seed": int(seed), "count": len(x),
+                 **({"temperature": round(float(temperature), 4)} if temperature is not None else {}),
                  "attributes": {name: round(float(v), 4) for name, v in values.items()}}, indent=1) + "\n")
         return target
