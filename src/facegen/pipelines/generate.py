@@ -38,6 +38,7 @@ from facegen.errors import FacegenError
 from facegen.kinds import DEFAULT_MODELS, KINDS, either, names
 from facegen.models.cgan import FoldedGenerator, Generator
 from facegen.pretrained import Pretrained, load_pretrained
+from facegen.validation import is_number
 
 MAX_FACES = 4096  # one call; more is almost surely a typo, and a grid that big is unviewable
 Z_PRIORS = ("fitted", "normal")  # where z comes from: the model's fitted prior, or N(0, I)
@@ -137,11 +138,10 @@ class GenerationPipeline:
         """n codes z (n, z_dim) on the CPU, from the fitted prior (given the faces' attributes y (n, A), if it
         is conditional) or N(0, I) (see `z_prior`); `temperature` for this call only (None: the pipeline's)."""
         check_temperature(temperature)
-        temperature = self.temperature if temperature is None else temperature
+        temperature = self.default_temperature if temperature is None else temperature
         if self.latent_prior is not None:
             return self.latent_prior.sample(n, generator, temperature=temperature, y=y)
-        z = torch.randn(n, self.z_dim, generator=generator)
-        return z if temperature is None else z * temperature
+        return torch.randn(n, self.z_dim, generator=generator) * temperature  # * 1.0 leaves z bit for bit
 
     def attributes_for(self, request: Mapping[str, float], n: int, generator: torch.Generator | None) -> np.ndarray:
         """(n, A): the named values, the rest drawn from the training labels given them."""
@@ -176,6 +176,5 @@ def check_temperature(temperature: float | None) -> None:
     ...
     facegen.errors.FacegenError: temperature must be a number in (0, 10], got 0
     """
-    if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
-                                    or not 0 < temperature <= 10):
+    if temperature is not None and not (is_number(temperature) and 0 < temperature <= 10):
         raise FacegenError(f"temperature must be a number in (0, 10], got {temperature!r}")

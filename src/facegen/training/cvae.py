@@ -323,7 +323,7 @@ def cgan_critic_state(source: str, attribute_names: list[str], d_kwargs: dict) -
     try:
         critic.load_state_dict(state)
     except RuntimeError:
-        theirs = state["score.parametrizations.weight.original"].shape[1] if "score.parametrizations.weight.original" in state else "?"
+        theirs = state["classify.weight"].shape[1] if "classify.weight" in state else "?"  # (A, C): its width at 4x4
         raise FacegenError(f"critic_from={source} is a discriminator {theirs} channels wide at 4x4; this critic is "
                            f"{d_kwargs['channels']}: set --set d_channels={theirs}") from None
     return state
