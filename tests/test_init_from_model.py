@@ -174,10 +174,41 @@ def test_a_cvae_critic_starts_from_a_cgan_discriminator_and_measures_reconstruct
                                                                  "--set", "d_channels=64"], "d_channels=32", "critic_from")
 
 
-def _refused_in_one_line(capsys, cache, out, settings, *words):
-    """`facegen train cvae` with these settings exits 2 with one line that names `words`, and makes no run folder."""
+def test_a_residual_editors_critic_starts_from_a_cgan_discriminator(tiny_cache, tmp_path, capsys):
+    """critic_from for the residual editor: its critic of edited photos starts as the teacher run's discriminator,
+    whose attribute head has already learnt; a critic of another width or norm is refused before the run starts."""
+    from lightning.fabric import Fabric
+
+    from facegen.training.checkpoint import load_checkpoint
+    from facegen.training.residual import ResidualMethod
+
+    gan = tmp_path / "gan"
+    assert _train("cgan", tiny_cache, gan, "--steps", 1) == 0
+    method, _ = _configured(gan)
+    options = {"teacher": str(gan / "model"), "channels": 8, "max_channels": 16, "blocks": 1,
+               "critic_from": str(gan), "critic_channels": 32, "critic_weight": 1.0, "attribute_weight": 1.0}
+    editor = build_method(ResidualMethod, attribute_names=method.attribute_names, size=16, prior=method.prior,
+                          batch_size=4, steps=2, method_options=options)
+    editor.configure(Fabric(accelerator="cpu", devices=1))
+    critic = load_checkpoint(gan)["state"]["modules"]["discriminator"]
+    for key, value in editor.critic.state_dict().items():
+        torch.testing.assert_close(value, critic[key], msg=key)
+    x, y = torch.rand(4, 3, 16, 16) * 2 - 1, torch.randint(0, 2, (4, 3)).float()
+    losses = editor.training_step(x, y, 0)
+    assert {"realness", "attribute", "critic_labels"} <= losses.keys()
+    teacher = ["--set", f"teacher={json.dumps(str(gan / 'model'))}", "--set", "channels=8", "--set", "max_channels=16",
+               "--set", "blocks=1", "--set", "critic_weight=1", "--set", f"critic_from={json.dumps(str(gan))}"]
+    _refused_in_one_line(capsys, tiny_cache, tmp_path / "wide", [*teacher, "--set", "critic_channels=64"],
+                         "critic_channels=32", "critic_from", kind="residual")
+    _refused_in_one_line(capsys, tiny_cache, tmp_path / "r1", [*teacher, "--set", "critic_channels=32", "--set",
+                                                               'critic_norm="r1"'], "critic_from", kind="residual")
+
+
+def _refused_in_one_line(capsys, cache, out, settings, *words, kind="cvae"):
+    """`facegen train <kind>` with these settings exits 2 with one line that names `words`, and makes no run
+    folder."""
     capsys.readouterr()
-    assert run_cli("train", "cvae", "--data", cache, "--attrs", ATTRS, "--out", out, *settings) == 2
+    assert run_cli("train", kind, "--data", cache, "--attrs", ATTRS, "--out", out, *settings) == 2
     message = capsys.readouterr().err.strip()
     assert len(message.splitlines()) == 1 and all(word in message for word in words), message
     assert not out.exists()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from facegen.models.cgan import PRESETS
+from facegen.models.cgan import PRESETS, Discriminator
 from facegen.models.layers import diff_augment
 from facegen.training.method import FixedBatch, Method, flipped_rows, make_ema, unwrap, update_ema
 
@@ -228,3 +228,30 @@ class CGANMethod(Method):
         super().load_state_dict(state)
         if self.G_ema is not None:
             self.G_ema.load_state_dict(state["modules"]["generator_ema"])
+
+
+def cgan_critic_state(source: str, attribute_names: list[str], d_kwargs: dict, *,
+                      width_option: str = "d_channels") -> dict:
+    """The discriminator of a cGAN run (its folder or a checkpoint), to start this recipe's critic: a critic that has
+    already learnt what real faces look like and which attributes they have. The same attributes and width, else one
+    line that says what differs (`width_option`: the recipe's setting of the critic's width)."""
+    from facegen.errors import FacegenError
+    from facegen.training.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(source)
+    options = checkpoint.get("options", {})
+    if checkpoint["method"] != "cgan" or "discriminator" not in checkpoint["state"]["modules"]:
+        raise FacegenError(f"critic_from={source} is a {checkpoint['method']} run; a critic starts from a cgan run's "
+                           "discriminator")
+    if options.get("attributes") and list(options["attributes"]) != list(attribute_names):
+        raise FacegenError(f"critic_from={source} judges {','.join(options['attributes'])}; this model has "
+                           f"{','.join(attribute_names)}: train with the same --attrs")
+    state = checkpoint["state"]["modules"]["discriminator"]
+    critic = Discriminator(**d_kwargs)
+    try:
+        critic.load_state_dict(state)
+    except RuntimeError:
+        theirs = state["classify.weight"].shape[1] if "classify.weight" in state else "?"  # (A, C): its width at 4x4
+        raise FacegenError(f"critic_from={source} is a discriminator {theirs} channels wide at 4x4; this critic is "
+                           f"{d_kwargs['channels']}: set --set {width_option}={theirs}") from None
+    return state

@@ -60,6 +60,7 @@ import torch.nn.functional as F
 from facegen.models.cgan import Discriminator
 from facegen.models.cvae import Decoder, Encoder, kl_divergence
 from facegen.models.layers import diff_augment
+from facegen.training.cgan import cgan_critic_state
 from facegen.training.method import FixedBatch, Method, flipped_rows, make_ema, unwrap, update_ema
 
 
@@ -301,29 +302,3 @@ def cgan_generator_state(name_or_path: str, attribute_names: list[str], size: in
                            f"{','.join(pretrained.attribute_names)}; this decoder is {ours} for "
                            f"{','.join(attribute_names)}: train with the same --attrs, cache size, z_dim and channels")
     return pretrained.modules["generator"].state_dict()
-
-
-def cgan_critic_state(source: str, attribute_names: list[str], d_kwargs: dict) -> dict:
-    """The discriminator of a cGAN run (its folder or a checkpoint), to start this recipe's critic: a critic that has
-    already learnt what real faces look like and which attributes they have. The same attributes and width, else one
-    line that says what differs."""
-    from facegen.errors import FacegenError
-    from facegen.training.checkpoint import load_checkpoint
-
-    checkpoint = load_checkpoint(source)
-    options = checkpoint.get("options", {})
-    if checkpoint["method"] != "cgan" or "discriminator" not in checkpoint["state"]["modules"]:
-        raise FacegenError(f"critic_from={source} is a {checkpoint['method']} run; a critic starts from a cgan run's "
-                           "discriminator")
-    if options.get("attributes") and list(options["attributes"]) != list(attribute_names):
-        raise FacegenError(f"critic_from={source} judges {','.join(options['attributes'])}; this model has "
-                           f"{','.join(attribute_names)}: train with the same --attrs")
-    state = checkpoint["state"]["modules"]["discriminator"]
-    critic = Discriminator(**d_kwargs)
-    try:
-        critic.load_state_dict(state)
-    except RuntimeError:
-        theirs = state["classify.weight"].shape[1] if "classify.weight" in state else "?"  # (A, C): its width at 4x4
-        raise FacegenError(f"critic_from={source} is a discriminator {theirs} channels wide at 4x4; this critic is "
-                           f"{d_kwargs['channels']}: set --set d_channels={theirs}") from None
-    return state

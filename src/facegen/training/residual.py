@@ -41,9 +41,12 @@ editors: each photo x with its real labels y gets one attribute flipped
 while an L1 price on the change (`sparsity_weight`, dearer towards the
 square's edges with `sparsity_edge`) keeps the rest of the photo where it was.
 The critic is the conditional GAN's discriminator shape (spectral norm,
-projection, attribute head) with DiffAugment, trained from scratch; for its
-first `critic_warmup` steps only it learns, so that its attribute head knows
-something before the editor listens to it. `critic_norm="r1"` swaps it for
+projection, attribute head) with DiffAugment, trained from scratch, or
+started from a cGAN run's discriminator (`critic_from`: real faces and
+their attributes already learnt over that run); for its first
+`critic_warmup` steps only it learns, so that its attribute head knows
+something (or, started from a cGAN's, learns what edited photos look like)
+before the editor listens to it. `critic_norm="r1"` swaps it for
 plain convolutions with an R1 penalty, so its attribute head learns at a
 classifier's pace. The judge that scores edits (the shipped classifier) is
 never used here. (A frozen second classifier as the attribute term was tried
@@ -66,6 +69,7 @@ import torch.nn.functional as F
 from facegen.models.cgan import Discriminator
 from facegen.models.layers import centered, channel_widths, diff_augment
 from facegen.models.residual import ResidualEditor, apply_fields
+from facegen.training.cgan import cgan_critic_state
 from facegen.training.method import FixedBatch, Method, flipped, make_ema, update_ema
 
 GRID_ATTRIBUTES = ("Male", "Blond_Hair", "Smiling", "Eyeglasses", "Young")  # the sample grid's rows, when present
@@ -100,6 +104,8 @@ class ResidualMethod(Method):
                                              # layer); 'r1': plain convolutions kept in check by an R1 penalty,
                                              # so that the attribute head can learn at a classifier's pace.
                  r1_weight: float = 1.0,     # R1 penalty weight (critic_norm='r1'): |d score / d real photo|^2 / 2.
+                 critic_from: str = "",      # A cGAN run (folder or checkpoint) whose discriminator starts the
+                                             # critic (spectral; its attribute head has already learnt); '' fresh.
                  pair_weight: float = 0.0,   # Weight of the pair critic's score of (face, face + change) on the
                                              # teacher's faces: pix2pix's answer to the blur of plain L1.
                  batch_size: int = 64):      # Unused here; every method receives it.
@@ -131,6 +137,11 @@ class ResidualMethod(Method):
                              f"{r1_weight}")
         self.critic_norm, self.r1_weight = critic_norm, r1_weight
         self.critic_kwargs = {"n_attributes": self.n_attributes, "size": size, "channels": critic_channels}
+        if critic_from and (not self.use_critic or critic_norm != "spectral"):
+            raise ValueError("critic_from needs the critic (critic_weight or attribute_weight above 0) and "
+                             "critic_norm='spectral', the cGAN discriminator's shape")
+        self.critic_start = (cgan_critic_state(critic_from, self.attribute_names, self.critic_kwargs,
+                                               width_option="critic_channels") if critic_from else None)
         if not 0 <= style_dim <= 256 or kl_weight < 0 or kl_free < 0:
             raise ValueError(f"style_dim must be in [0, 256], kl_weight and kl_free at least 0, got {style_dim}, "
                              f"{kl_weight}, {kl_free}")
@@ -153,6 +164,8 @@ class ResidualMethod(Method):
             with fabric.init_module():
                 critic = Discriminator(**self.critic_kwargs) if self.critic_norm == "spectral" else \
                     PlainCritic(**self.critic_kwargs)
+            if self.critic_start is not None:  # (a resumed run's weights replace these later)
+                critic.load_state_dict(self.critic_start)
             self.critic, self.critic_optimizer = fabric.setup(
                 critic, torch.optim.Adam(critic.parameters(), lr=self.lr_critic, betas=(0.0, 0.99)))
         self.pairs_critic, self.pairs_optimizer = None, None
