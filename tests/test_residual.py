@@ -166,8 +166,28 @@ def test_real_photos_get_one_or_two_attributes_flipped():
     assert ((target == 0) | (target == 1)).all()
 
 
+def test_the_critic_judges_only_the_flips_of_critic_attributes():
+    """critic_attributes: real photos get only those attributes flipped (one, or two of them), each of them often;
+    the rest of the editor learns from the teacher alone. An unknown name is refused."""
+    from facegen.training.residual import ResidualMethod
+
+    torch.manual_seed(0)
+    method = ResidualMethod(attribute_names=["A", "B", "C", "D"], size=16, prior=None, second_flip=0.5,
+                            critic_weight=1.0, critic_attributes="D, B")
+    y = torch.randint(0, 2, (500, 4)).float()
+    target = method.real_edits(y)
+    moved = target != y
+    assert not moved[:, [0, 2]].any() and moved[:, 1].float().mean() > 0.5 and moved[:, 3].float().mean() > 0.5
+    assert set(moved.sum(dim=1).tolist()) == {1, 2}
+    alone = ResidualMethod(attribute_names=["A", "B"], size=16, prior=None, critic_weight=1.0, critic_attributes="B")
+    assert ((alone.real_edits(y[:, :2]) != y[:, :2]).sum(dim=1) == 1).all()
+    with pytest.raises(ValueError, match="critic_attributes names E"):
+        ResidualMethod(attribute_names=["A", "B"], size=16, prior=None, critic_weight=1.0, critic_attributes="E")
+
+
 @pytest.mark.parametrize("option", ["critic_weight=-1", "sparsity_weight=-0.1", "lr_critic=0", "critic_channels=0",
-                                    "distil_weight=0", "pair_weight=-1", 'critic_norm="batch"', "r1_weight=-1"])
+                                    "distil_weight=0", "pair_weight=-1", 'critic_norm="batch"', "r1_weight=-1",
+                                    'critic_attributes="Bald"'])
 def test_bad_critic_options_are_refused_in_one_line(tiny_cache, tmp_path, capsys, option):
     assert run_cli("train", "residual", "--data", tiny_cache, "--out", tmp_path / "r", "--steps", 1, "--attrs",
                    "young,male", "--batch-size", 4, "--no-progress", "--threads", 1, "--set", option) == 2

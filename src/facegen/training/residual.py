@@ -38,7 +38,8 @@ editors: each photo x with its real labels y gets one attribute flipped
   flipped columns count, so the editor is not asked to change what it was
   not asked to change),
 
-while an L1 price on the change (`sparsity_weight`, dearer towards the
+(`critic_attributes` limits the real photos' flips to some attributes: the
+rest learn from the teacher alone), while an L1 price on the change (`sparsity_weight`, dearer towards the
 square's edges with `sparsity_edge`) keeps the rest of the photo where it was.
 The critic is the conditional GAN's discriminator shape (spectral norm,
 projection, attribute head) with DiffAugment, trained from scratch, or
@@ -104,6 +105,8 @@ class ResidualMethod(Method):
                                              # layer); 'r1': plain convolutions kept in check by an R1 penalty,
                                              # so that the attribute head can learn at a classifier's pace.
                  r1_weight: float = 1.0,     # R1 penalty weight (critic_norm='r1'): |d score / d real photo|^2 / 2.
+                 critic_attributes: str = "",  # Comma-separated attributes whose flips the critic judges on real
+                                               # photos ('' for all); the others learn from the teacher only.
                  critic_from: str = "",      # A cGAN run (folder or checkpoint) whose discriminator starts the
                                              # critic (spectral; its attribute head has already learnt); '' fresh.
                  pair_weight: float = 0.0,   # Weight of the pair critic's score of (face, face + change) on the
@@ -137,6 +140,13 @@ class ResidualMethod(Method):
                              f"{r1_weight}")
         self.critic_norm, self.r1_weight = critic_norm, r1_weight
         self.critic_kwargs = {"n_attributes": self.n_attributes, "size": size, "channels": critic_channels}
+        wanted = [name.strip() for name in critic_attributes.split(",") if name.strip()]
+        unknown = [name for name in wanted if name not in self.attribute_names]
+        if unknown:
+            raise ValueError(f"critic_attributes names {', '.join(unknown)}, which this editor does not have "
+                             f"({', '.join(self.attribute_names)})")
+        self.critic_columns = torch.tensor(sorted({self.attribute_names.index(name) for name in wanted})
+                                           or list(range(self.n_attributes)), dtype=torch.long)
         if critic_from and (not self.use_critic or critic_norm != "spectral"):
             raise ValueError("critic_from needs the critic (critic_weight or attribute_weight above 0) and "
                              "critic_norm='spectral', the cGAN discriminator's shape")
@@ -197,13 +207,20 @@ class ResidualMethod(Method):
         return x_source, x_target, y_source, y_target
 
     def real_edits(self, y: torch.Tensor) -> torch.Tensor:
-        """Real label rows y (B, A) -> targets y' with one attribute flipped (a second with `second_flip`)."""
+        """Real label rows y (B, A) -> targets y' with one of `critic_attributes` flipped (a second of them with
+        `second_flip`)."""
         batch, device = y.shape[0], y.device
         rows = torch.arange(batch, device=device)
         target = y.clone()
-        first = torch.randint(0, self.n_attributes, (batch,), device=device)
+        columns = self.critic_columns.to(device)
+        pick = torch.randint(0, len(columns), (batch,), device=device)
+        first = columns[pick]
         target[rows, first] = 1.0 - y[rows, first].round()
-        self._flip_second(y, target, first)
+        # a second of them with `second_flip` (as `_flip_second` does over all attributes: the same draws)
+        second = columns[(pick + torch.randint(1, max(len(columns), 2), (batch,), device=device)) % len(columns)]
+        both = torch.rand(batch, device=device) < self.second_flip
+        if len(columns) > 1:
+            target[rows[both], second[both]] = 1.0 - y[rows[both], second[both]].round()
         return target
 
     def _flip_second(self, source: torch.Tensor, target: torch.Tensor, first: torch.Tensor) -> None:
