@@ -39,8 +39,9 @@ editors: each photo x with its real labels y gets one attribute flipped
   not asked to change),
 
 (`critic_attributes` limits the real photos' flips to some attributes: the
-rest learn from the teacher alone), while an L1 price on the change (`sparsity_weight`, dearer towards the
-square's edges with `sparsity_edge`) keeps the rest of the photo where it was.
+rest learn from the teacher alone), while an L1 price on the change
+(`sparsity_weight`, dearer towards the square's edges with `sparsity_edge`)
+keeps the rest of the photo where it was.
 The critic is the conditional GAN's discriminator shape (spectral norm,
 projection, attribute head) with DiffAugment, trained from scratch, or
 started from a cGAN run's discriminator (`critic_from`: real faces and
