@@ -217,21 +217,21 @@ class ResidualMethod(Method):
         pick = torch.randint(0, len(columns), (batch,), device=device)
         first = columns[pick]
         target[rows, first] = 1.0 - y[rows, first].round()
-        # a second of them with `second_flip` (as `_flip_second` does over all attributes: the same draws)
-        second = columns[(pick + torch.randint(1, max(len(columns), 2), (batch,), device=device)) % len(columns)]
-        both = torch.rand(batch, device=device) < self.second_flip
-        if len(columns) > 1:
-            target[rows[both], second[both]] = 1.0 - y[rows[both], second[both]].round()
+        self._flip_second(y, target, pick, columns)
         return target
 
-    def _flip_second(self, source: torch.Tensor, target: torch.Tensor, first: torch.Tensor) -> None:
-        """With probability `second_flip`, also move another attribute than `first` away from its value in source
-        (B, A), in target (B, A), in place."""
+    def _flip_second(self, source: torch.Tensor, target: torch.Tensor, pick: torch.Tensor,
+                     columns: torch.Tensor | None = None) -> None:
+        """With probability `second_flip`, also move another of `columns` (default: every attribute) than the
+        first one flipped, `columns[pick]`, away from its value in source (B, A), in target (B, A), in place."""
         batch, device = source.shape[0], source.device
         rows = torch.arange(batch, device=device)
-        second = (first + torch.randint(1, max(self.n_attributes, 2), (batch,), device=device)) % self.n_attributes
+        count = self.n_attributes if columns is None else len(columns)
+        second = (pick + torch.randint(1, max(count, 2), (batch,), device=device)) % count
+        if columns is not None:
+            second = columns[second]
         both = torch.rand(batch, device=device) < self.second_flip
-        if self.n_attributes > 1:
+        if count > 1:
             target[rows[both], second[both]] = 1.0 - source[rows[both], second[both]].round()
 
     def _criticise(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,9 +12,9 @@ import random
 
 import gradio as gr
 
-from facegen.web.catalog import Catalog
 from facegen.errors import FacegenError
 from facegen.validation import MAX_SEED
+from facegen.web.catalog import Catalog
 from facegen.web.faces import MAX_FACES, OutputFolder, face_grid, generate_faces, whole_number
 from facegen.web.ui import CONCURRENCY_ID, no_models_note, slider_pairs, user_errors
 
