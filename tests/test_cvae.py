@@ -14,7 +14,7 @@ from facegen.cli import main
 from facegen.data import prepare_cache
 from facegen.models.cvae import Decoder, Encoder, kl_divergence
 from conftest import logged_losses
-from facegen.training.cvae import CVAEMethod, kl_weight_at, laplacian_variance
+from facegen.training.cvae import CVAEMethod, generator_hinge, kl_weight_at, laplacian_variance
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TINY = {"z_dim": 8, "channels": 32}
@@ -91,6 +91,21 @@ def test_without_adversarial_term_there_is_no_discriminator():
     assert set(method.trainables()) == {"encoder", "decoder"}
     x, y = torch.rand(8, 3, 16, 16) * 2 - 1, torch.rand(8, 2)
     assert set(method.training_step(x, y, 0)) == {"loss", "recon_l1", "kl_nats", "kl_beta"}
+
+
+def test_adv_reconstructions_weighs_the_critic_on_reconstructions_only():
+    """At 0 no gradient of the hinge term reaches the reconstructions; the other decodes' pull is unchanged."""
+    score = torch.tensor([0.5, -1.0, 2.0, 0.0, 1.0, -0.5], requires_grad=True)  # 4 reconstructions, 2 samples
+    for weight in (0.0, 0.5, 1.0):
+        score.grad = None
+        generator_hinge(score, 4, weight).backward()
+        torch.testing.assert_close(score.grad[:4], torch.full((4,), -weight / 6))
+        torch.testing.assert_close(score.grad[4:], torch.full((2,), -1 / 6))
+    method = _method(adv_reconstructions=0.0)
+    x, y = torch.rand(8, 3, 16, 16) * 2 - 1, torch.randint(0, 2, (8, 2)).float()
+    assert np.isfinite(method.training_step(x, y, 0)["adv"].item())
+    with pytest.raises(ValueError, match="adv_reconstructions"):
+        _method(adv_reconstructions=-1.0)
 
 
 def _fixed(x, y):

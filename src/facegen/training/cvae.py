@@ -41,6 +41,13 @@ variance of prior samples and reconstructions relative to real images
 detail); a run with `adv_weight=0 aux_weight=0` is the ablation, and
 docs/notes/cvae.md records what it measured.
 
+`adv_reconstructions` weighs the hinge term on reconstructions (per image,
+against 1 for prior samples and edits). At 1 the critic pays the decoder for
+realistic reconstructions as much as for realistic samples, which from a
+strong critic trades the photo's person for a plausible face; at 0
+reconstructions are paid in pixels (and `feature_weight`'s critic features)
+alone, and only the faces that no photo pins down are paid for realism.
+
 Starting from the cGAN: `--set decoder_from=cgan` starts the decoder as the
 cGAN's generator (the decoder *is* that architecture; a shipped name or a
 model folder, with the same attributes, size, z_dim and channels). Its
@@ -91,6 +98,20 @@ def laplacian_variance(x: torch.Tensor) -> torch.Tensor:
     return response.flatten(1).var(dim=1)
 
 
+def generator_hinge(score_fake: torch.Tensor, reconstructions: int, weight: float) -> torch.Tensor:
+    """The decoder's hinge loss on critic scores (N,) whose first `reconstructions` rows are reconstructions, weighed
+    `weight` per image against 1 for the rest; always divided by N, so the prior samples' and edits' pull on the
+    decoder is the same whatever `weight` is, and weight 1 is the plain mean.
+
+    >>> score = torch.tensor([1.0, 3.0, 2.0])
+    >>> round(generator_hinge(score, 2, 1.0).item(), 4), round(generator_hinge(score, 2, 0.0).item(), 4)
+    (-2.0, -0.6667)
+    """
+    if weight == 1:
+        return -score_fake.mean()
+    return -(weight * score_fake[:reconstructions].sum() + score_fake[reconstructions:].sum()) / score_fake.numel()
+
+
 class CVAEMethod(Method):
     fresh_modules = ("discriminator",)  # --init-from an exported model (or a run without one): a new critic
 
@@ -119,6 +140,9 @@ class CVAEMethod(Method):
                                                 # critic (set d_channels to its width); '' for a fresh critic.
                  pixel_weight: float = 1.0,     # Weight of the pixel L1 of reconstructions (the ELBO's term).
                  feature_weight: float = 0.0,   # Weight of the reconstruction measured in the critic's features.
+                 adv_reconstructions: float = 1.0,  # Weight of the hinge term on reconstructions, per image, against
+                                                # 1 for prior samples and edits; 0: reconstructions are paid in
+                                                # pixels and features alone.
                  batch_size: int = 64):         # Global batch size (for the schedules).
         super().__init__(attribute_names=attribute_names, size=size, prior=prior)
         if lr_decoder < 0 or decoder_warmup < 0:
@@ -135,11 +159,13 @@ class CVAEMethod(Method):
         self.pixels = 3 * size * size
         self.decoder_start = (cgan_generator_state(decoder_from, self.attribute_names, size, self.net_kwargs)
                               if decoder_from else None)  # checked now: a wrong cGAN stops before the run starts
-        if pixel_weight < 0 or feature_weight < 0:
-            raise ValueError(f"pixel_weight and feature_weight must be at least 0, got {pixel_weight}, {feature_weight}")
+        if pixel_weight < 0 or feature_weight < 0 or adv_reconstructions < 0:
+            raise ValueError("pixel_weight, feature_weight and adv_reconstructions must be at least 0, got "
+                             f"{pixel_weight}, {feature_weight}, {adv_reconstructions}")
         if (critic_from or feature_weight) and not self.use_gan:
             raise ValueError("critic_from and feature_weight need the critic: set adv_weight or aux_weight above 0")
         self.pixel_weight, self.feature_weight = pixel_weight, feature_weight
+        self.adv_reconstructions = adv_reconstructions
         self.critic_start = (cgan_critic_state(critic_from, self.attribute_names, self.d_kwargs)
                              if critic_from else None)
 
@@ -196,7 +222,7 @@ class CVAEMethod(Method):
             losses["recon_feature"] = feature
         if self.use_gan:
             score_fake, logits_fake = self._discriminate(x_all, y_all)
-            loss_adv = -score_fake.mean()
+            loss_adv = generator_hinge(score_fake, batch, self.adv_reconstructions)
             loss_aux = F.binary_cross_entropy_with_logits(logits_fake[batch:], y_other)
             loss = loss + self.adv_weight * loss_adv + self.aux_weight * loss_aux
             losses |= {"adv": loss_adv, "aux": loss_aux}
