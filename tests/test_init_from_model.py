@@ -64,8 +64,8 @@ def test_an_exported_model_fills_the_recipe_it_was_exported_from(kind, tiny_cach
             torch.testing.assert_close(state[name][key].float(), value.float(), msg=f"{kind} {name}.{key}")
 
 
-def test_a_gan_goes_on_from_its_exported_generator_with_a_fresh_discriminator(tiny_cache, tmp_path, capsys):
-    """While only the new discriminator learns (d_warmup), the generator stays exactly the exported one."""
+def test_a_gan_goes_on_from_its_exported_generator(tiny_cache, tmp_path, capsys):
+    """While only the discriminator learns (d_warmup), the generator stays exactly the exported one."""
     source = tmp_path / "source"
     assert _train("cgan", tiny_cache, source, "--steps", 2) == 0
     assert _train("cgan", tiny_cache, tmp_path / "warm", "--steps", 2, "--set", "d_warmup=2",
@@ -105,6 +105,90 @@ def test_a_gan_goes_on_from_its_exported_generator_with_a_fresh_discriminator(ti
     mine = load_pretrained(tmp_path / "from-run" / "model").modules["generator"].state_dict()
     for key in theirs:
         torch.testing.assert_close(mine[key].float(), theirs[key].float())
+
+
+def test_a_gan_goes_on_against_the_discriminator_kept_beside_its_model(tiny_cache, tmp_path, capsys):
+    """The exported cGAN keeps its discriminator in training.safetensors (float32; inference never reads it) and
+    --init-from that model starts the new run's discriminator from it; shipping keeps it; without the file the
+    discriminator starts anew, and a damaged one is refused in one line."""
+    import shutil
+
+    from facegen.pretrained import TRAINING_NAME, load_training_modules
+    from facegen.training.checkpoint import load_checkpoint
+
+    source = tmp_path / "source"
+    assert _train("cgan", tiny_cache, source, "--steps", 2) == 0
+    kept = load_training_modules(source / "model")["discriminator"]
+    trained = load_checkpoint(source)["state"]["modules"]["discriminator"]
+    assert kept.keys() == trained.keys()
+    for key in trained:
+        assert kept[key].dtype == trained[key].dtype
+        torch.testing.assert_close(kept[key], trained[key], msg=key)
+    config = json.loads((source / "model" / "config.json").read_text())
+    assert config["training_modules"]["discriminator"]["n_attributes"] == 3
+    assert set(load_pretrained(source / "model").modules) == {"generator"}  # inference builds only the generator
+
+    method, _ = _configured(source)
+    _load_weights(method, "cgan", _init_checkpoint(method, str(source / "model")), str(source / "model"))
+    for key, value in method.D.state_dict().items():
+        torch.testing.assert_close(value, trained[key], msg=key)
+
+    import importlib.util  # scripts/ship_model.py carries it along into a (here temporary) shipped folder
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("ship_model", Path(__file__).parents[1] / "scripts" / "ship_model.py")
+    ship_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship_model)
+    ship_model.SHIPPED_DIR = tmp_path / "shipped"
+    shipped = ship_model.ship(str(source / "model"), "cgan-test")
+    for key, value in load_training_modules(shipped)["discriminator"].items():
+        torch.testing.assert_close(value, trained[key], msg=key)
+
+    bare = tmp_path / "bare"  # a model exported before discriminators were kept: a new one, as before
+    shutil.copytree(source / "model", bare)
+    (bare / TRAINING_NAME).unlink()
+    config.pop("training_modules")
+    (bare / "config.json").write_text(json.dumps(config))
+    fresh, _ = _configured(source)
+    new_weights = {k: v.clone() for k, v in fresh.D.state_dict().items()}
+    _load_weights(fresh, "cgan", _init_checkpoint(fresh, str(bare)), str(bare))
+    for key, value in fresh.D.state_dict().items():
+        torch.testing.assert_close(value, new_weights[key], msg=key)
+
+    (source / "model" / TRAINING_NAME).write_bytes(b"not safetensors")
+    capsys.readouterr()
+    assert _train("cgan", tiny_cache, tmp_path / "damaged", "--steps", 1, "--init-from", source / "model") == 2
+    err = capsys.readouterr().err.strip()
+    assert TRAINING_NAME in err and len(err.splitlines()) == 1, err
+
+
+def test_init_from_grows_a_generator_by_refine_blocks_that_start_as_the_identity(tiny_cache, tmp_path):
+    """--set g_refine_blocks=N --init-from a model without them: the grown generator draws exactly the faces of the
+    exported one until it trains, its discriminator is the kept one, and the blocks are in the new export."""
+    from facegen.training.checkpoint import load_checkpoint
+
+    source = tmp_path / "source"
+    assert _train("cgan", tiny_cache, source, "--steps", 2) == 0
+    assert _train("cgan", tiny_cache, tmp_path / "grown", "--steps", 2, "--set", "d_warmup=2",
+                  "--set", "g_refine_blocks=1", "--init-from", source / "model") == 0
+    grown = load_pretrained(tmp_path / "grown" / "model").modules["generator"]
+    theirs = load_pretrained(source / "model").modules["generator"]
+    assert len(grown.refine) == 1 and len(theirs.refine) == 0
+    z, y = torch.randn(4, theirs.z_dim), torch.rand(4, 3)
+    torch.testing.assert_close(grown(z, y), theirs(z, y))
+    assert _train("cgan", tiny_cache, tmp_path / "trained", "--steps", 2, "--set", "g_refine_blocks=1",
+                  "--init-from", source / "model") == 0
+    trained = load_pretrained(tmp_path / "trained" / "model").modules["generator"]
+    assert trained.refine[0].conv2.weight.abs().sum() > 0  # the blocks learn
+    assert _train("cgan", tiny_cache, tmp_path / "from-checkpoint", "--steps", 2, "--set", "d_warmup=2",
+                  "--set", "g_refine_blocks=1", "--init-from", source / "checkpoints" / "last.pt") == 0
+    grown = load_pretrained(tmp_path / "from-checkpoint" / "model").modules["generator"]
+    torch.testing.assert_close(grown(z, y), theirs(z, y))  # a run's checkpoint grows the same way
+    kept = load_checkpoint(source)["state"]["modules"]["discriminator"]
+    method, _ = _configured(tmp_path / "grown")
+    _load_weights(method, "cgan", _init_checkpoint(method, str(source / "model")), str(source / "model"))
+    for key, value in method.D.state_dict().items():
+        torch.testing.assert_close(value, kept[key], msg=key)
 
 
 def test_the_generators_learning_rate_ramps_up_after_the_discriminators_warmup(tiny_cache, tmp_path):

@@ -37,6 +37,8 @@ from facegen.validation import check_model_config
 FORMAT = "facegen-model"
 FORMAT_VERSION = 1
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+TRAINING_NAME = "training.safetensors"  # optional: what training needs beside the inference modules (a GAN's critic)
+TRAINING_MODULES = "training_modules"  # config key of those modules' constructor settings
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 _PRIOR_KEYS = ("prior_patterns", "prior_counts")
 LATENT_PRIOR = "latent_prior"  # config key and tensor prefix of a fitted prior over z
@@ -76,12 +78,19 @@ class Pretrained:
 def save_pretrained(folder: str | Path, *, model: str, preset: str = "default", size: int,
                     attribute_names: list[str], modules: dict[str, tuple[dict, nn.Module]],
                     prior: AttributePrior | None = None, info: dict | None = None,
-                    dtype: torch.dtype = torch.float32, latent_prior: nn.Module | None = None) -> Path:
+                    dtype: torch.dtype = torch.float32, latent_prior: nn.Module | None = None,
+                    training_modules: dict[str, tuple[dict, nn.Module | dict]] | None = None) -> Path:
     """Write config.json + model.safetensors atomically (a reader never sees half a model).
 
     `modules` maps a name to (constructor kwargs, module). Floating-point
     weights are stored as `dtype` (float16 for the shipped models); a
     `latent_prior` is stored as float32 whatever `dtype` says.
+
+    `training_modules` (same form, or a state dict in place of the module) are what a later run needs to go on training
+    the model but inference never uses, such as a GAN's discriminator: without
+    it a continued GAN faces a new critic, which set its generator back in every
+    try (docs/notes/cgan.md). They go into training.safetensors beside the model,
+    in float32 whatever `dtype` says, and `load_pretrained` never reads them.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -101,14 +110,26 @@ def save_pretrained(folder: str | Path, *, model: str, preset: str = "default", 
     if latent_prior is not None:
         config[LATENT_PRIOR] = latent_prior_settings(latent_prior)
         tensors |= _latent_prior_tensors(latent_prior)
-    return _write_model(folder, tensors, config)
+    training = None
+    if training_modules:
+        config[TRAINING_MODULES] = {name: kwargs for name, (kwargs, _) in training_modules.items()}
+        training = {f"{name}.{key}": value.detach().cpu().contiguous()
+                    for name, (_, module) in training_modules.items()
+                    for key, value in (module if isinstance(module, dict) else module.state_dict()).items()}
+    return _write_model(folder, tensors, config, training)
 
 
-def _write_model(folder: Path, tensors: dict[str, torch.Tensor], config: dict) -> Path:
-    """The weights, then the config, each atomically: a config names only weights already in place."""
+def _write_model(folder: Path, tensors: dict[str, torch.Tensor], config: dict,
+                 training: dict[str, torch.Tensor] | None = None) -> Path:
+    """The weights, then the config, each atomically: a config names only weights already in place. A stale
+    training.safetensors (from an earlier export into the same folder) goes when the new config names none."""
     from safetensors.torch import save_file
 
     atomic_write(folder / WEIGHTS_NAME, lambda path: save_file(tensors, str(path), metadata={"format": FORMAT}))
+    if training is not None:
+        atomic_write(folder / TRAINING_NAME, lambda path: save_file(training, str(path), metadata={"format": FORMAT}))
+    elif TRAINING_MODULES not in config:
+        (folder / TRAINING_NAME).unlink(missing_ok=True)
     atomic_write(folder / CONFIG_NAME, lambda path: path.write_text(json.dumps(config, indent=2) + "\n"))
     return folder
 
@@ -145,7 +166,9 @@ def save_latent_prior(folder: str | Path, prior: nn.Module, *, info: dict | None
     check_model_config(config, str(Path(folder) / CONFIG_NAME))
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    return _write_model(folder, tensors, config)
+    training = load_training_modules(source) if TRAINING_MODULES in config else None
+    flat = {f"{name}.{key}": value for name, state in (training or {}).items() for key, value in state.items()}
+    return _write_model(folder, tensors, config, flat if training is not None else None)
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:
@@ -203,6 +226,30 @@ def load_pretrained(name_or_path: str | Path, *, device: str | torch.device = "c
         prior = AttributePrior.from_arrays({key: tensors[key].numpy() for key in _PRIOR_KEYS}, config["attribute_names"])
     extra = {k: v for k, v in tensors.items() if "." not in k and k not in _PRIOR_KEYS}
     return Pretrained(path=path, config=config, modules=modules, prior=prior, extra=extra, latent_prior=latent_prior)
+
+
+def load_training_modules(name_or_path: str | Path) -> dict[str, dict[str, torch.Tensor]]:
+    """The training modules a model folder keeps beside its inference ones (module name -> state dict; {} when it
+    keeps none): what `--init-from` gives a recipe so that a GAN goes on against its own critic."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = resolve_model_path(name_or_path)
+    config = json.loads((path / CONFIG_NAME).read_text())
+    names = config.get(TRAINING_MODULES) or {}
+    if not names:
+        return {}
+    try:
+        tensors = load_file(str(path / TRAINING_NAME), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise FacegenError(f"{path / TRAINING_NAME} is not a valid safetensors file ({_first_line(error)}); "
+                           f"{CONFIG_NAME} names training modules ({', '.join(names)}) that should be in it") from None
+    modules = {name: {key[len(name) + 1:]: value for key, value in tensors.items() if key.startswith(f"{name}.")}
+               for name in names}
+    empty = [name for name, state in modules.items() if not state]
+    if empty:
+        raise FacegenError(f"{path / TRAINING_NAME} holds no weights for {', '.join(empty)}, which {CONFIG_NAME} names")
+    return modules
 
 
 def _build(path: Path, name: str, cls: type[nn.Module], kwargs: dict, tensors: dict[str, torch.Tensor]) -> nn.Module:

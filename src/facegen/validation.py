@@ -236,6 +236,9 @@ def check_model_config(config: object, where: str) -> dict:
             raise FacegenError(f"{where}: {name} size is {kwargs['size']} but the model's size is {size}")
     if "latent_prior" in config:
         _check_latent_prior(config, kind, where)
+    training = config.get("training_modules", {})
+    if not isinstance(training, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in training.items()):
+        raise FacegenError(f"{where}: \"training_modules\" must be a mapping of module name to settings")
     return config
 
 

@@ -17,7 +17,7 @@ from facegen.training.method import FixedBatch, Method, flipped_rows, make_ema, 
 
 
 class CGANMethod(Method):
-    fresh_modules = ("discriminator",)  # --init-from the exported generator: the discriminator starts anew
+    fresh_modules = ("discriminator",)  # --init-from a model that kept no discriminator: it starts anew
     validates = True  # the discriminator's score of held-out photos, and of as many training photos (d_gap)
     compares_training = True  # the loop passes training photos to validate as well
 
@@ -28,6 +28,9 @@ class CGANMethod(Method):
                  d_channels: int | None = None,  # Discriminator channels at 4x4 (default 256; study2018 1024).
                  g_min_channels: int = 32,     # The generator's narrowest levels (default preset): its width at
                                                # 32x32, where the detail is drawn; 64 costs 1.35x its FLOPs.
+                 g_refine_blocks: int = 0,     # Residual 3x3 blocks at the generator's 32x32 level (default
+                                               # preset); each costs 0.7x its FLOPs. --init-from a generator
+                                               # without them adds them as the identity (grows it).
                  lr_g: float = 2e-4,           # Adam learning rate of the generator.
                  lr_d: float | None = None,    # Adam learning rate of D (default 4e-4, TTUR; study2018 2e-4).
                  betas: tuple[float, float] | None = None,  # Adam betas (default (0, 0.99); study2018 (0.5, 0.999)).
@@ -52,6 +55,10 @@ class CGANMethod(Method):
             if study:
                 raise ValueError("g_min_channels is an option of the default preset's generator")
             self.g_kwargs["min_channels"] = int(g_min_channels)
+        if g_refine_blocks:
+            if study:
+                raise ValueError("g_refine_blocks is an option of the default preset's generator")
+            self.g_kwargs["refine_blocks"] = int(g_refine_blocks)
         self.d_kwargs = {"n_attributes": self.n_attributes, "size": size, "channels": d_channels or (1024 if study else 256)}
         self.lr_g, self.lr_d = lr_g, lr_d or (2e-4 if study else 4e-4)
         self.betas = tuple(betas) if betas else ((0.5, 0.999) if study else (0.0, 0.99))
@@ -208,12 +215,33 @@ class CGANMethod(Method):
         G = self.G_ema if self.G_ema is not None else unwrap(self.G)
         return {"generator": (dict(self.g_kwargs), G)}
 
+    def export_training(self):
+        """The discriminator, kept beside the exported generator: `--init-from` that model (a shipped one too) then
+        goes on against the critic the generator was trained with, not a new one."""
+        return {"discriminator": (dict(self.d_kwargs), unwrap(self.D))}
+
     def trainables(self):
         return {"generator": self.G, "discriminator": self.D}
 
     def from_export(self, modules):
-        """The exported generator (the EMA copy) starts both the trained and the averaged generator."""
-        return {"generator": modules["generator"], "generator_ema": modules["generator"]}
+        """The exported generator (the EMA copy) starts both the trained and the averaged generator; a discriminator
+        kept beside it (`export_training`) starts this run's."""
+        weights = {"generator": modules["generator"], "generator_ema": modules["generator"]}
+        if "discriminator" in modules:
+            weights["discriminator"] = modules["discriminator"]
+        return weights
+
+    def grown(self, modules: dict) -> dict:
+        """--init-from weights (module name -> state dict) whose generators lack this recipe's refine blocks
+        (g_refine_blocks more than they have), given the blocks at their initial weights, which leave the faces
+        exactly as they were. Any other difference is left for the loader to name."""
+        mine = unwrap(self.G).state_dict()
+        grown = dict(modules)
+        for name in ("generator", "generator_ema"):
+            new = [key for key in mine if name in modules and key not in modules[name]]
+            if new and all(key.startswith("refine.") for key in new):
+                grown[name] = {**modules[name], **{key: mine[key] for key in new}}
+        return grown
 
     def optimizers(self):
         return {"generator": self.opt_g, "discriminator": self.opt_d}

@@ -147,7 +147,8 @@ def training_loop(
         info = {"steps": step, "kimg": step * batch_size / 1000, "seconds": round(stats["seconds"], 1),
                 "data": str(cache.path), "batch_size": batch_size, "seed": seed, "method_options": method_options or {}}
         save_pretrained(run_dir / "model", model=model, preset=(method_options or {}).get("preset", "default"),
-                        size=size, attribute_names=attributes, modules=method.export(), prior=prior, info=info)
+                        size=size, attribute_names=attributes, modules=method.export(), prior=prior, info=info,
+                        training_modules=method.export_training())
 
     def snapshot() -> None:
         """Checkpoint, export and (for the classifier) validate; rank 0 writes, everyone waits."""
@@ -271,10 +272,11 @@ def _init_checkpoint(method, source: str) -> dict:
     discriminator, start fresh where the recipe allows)."""
     if not names_model(source):
         return load_checkpoint(source)
-    from facegen.pretrained import load_pretrained
+    from facegen.pretrained import load_pretrained, load_training_modules
 
     pretrained = load_pretrained(source)
     exported = {name: module.state_dict() for name, module in pretrained.modules.items()}
+    exported |= load_training_modules(source)  # a critic kept beside the model: the game goes on against it
     return {"method": pretrained.kind, "state": {"modules": method.from_export(exported)}}
 
 
@@ -282,6 +284,8 @@ def _load_weights(method, model: str, checkpoint: dict, source: str) -> None:
     """Put a checkpoint's module weights into a freshly configured method, keeping its new optimizers."""
     state = method.state_dict()  # the fresh optimizers' states, loaded back unchanged
     theirs = checkpoint["state"]["modules"]
+    if hasattr(method, "grown"):  # a recipe that may add layers to what it starts from (a cGAN's refine blocks)
+        theirs = method.grown(theirs)
     fresh = set(getattr(method, "fresh_modules", ()))  # modules this recipe may start anew (a new critic)
     missing = sorted(set(state["modules"]) - set(theirs) - fresh)
     if checkpoint["method"] != model or missing:

@@ -101,6 +101,11 @@ class Method:
         """The inference modules, by name, with their constructor kwargs (what `save_pretrained` takes)."""
         raise NotImplementedError
 
+    def export_training(self) -> dict[str, tuple[dict, nn.Module]]:
+        """Modules that inference never uses but a later run needs to go on training the export (a GAN's critic), in
+        `export`'s form; they are saved beside the model (`save_pretrained`'s training_modules). Default: none."""
+        return {}
+
     def validate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """Held-out measures (logged as val/NAME) of images x (n, 3, S, S) and labels y (n, A); see `validates`."""
         return {}
