@@ -191,6 +191,33 @@ def test_init_from_grows_a_generator_by_refine_blocks_that_start_as_the_identity
         torch.testing.assert_close(value, kept[key], msg=key)
 
 
+def test_an_anchor_holds_the_generator_near_a_models_faces_and_lets_go_over_anchor_steps(tiny_cache, tmp_path, capsys):
+    """anchor: the L1 distance to another cGAN's faces (same z and y) is added to the generator's loss, logged as
+    `anchor`, at anchor_weight until d_warmup ends and then falling linearly to 0 over anchor_steps; a model of
+    another kind or other attributes is refused in one line before the run folder exists."""
+    source = tmp_path / "source"
+    assert _train("cgan", tiny_cache, source, "--steps", 2) == 0
+    anchored = ["--set", f"anchor={json.dumps(str(source / 'model'))}", "--set", "anchor_weight=5"]
+    assert _train("cgan", tiny_cache, tmp_path / "held", "--steps", 3, "--init-from", source / "model",
+                  "--set", "d_warmup=1", "--set", "anchor_steps=4", *anchored) == 0
+    stats = [json.loads(line) for line in (tmp_path / "held" / "stats.jsonl").read_text().splitlines()]
+    assert "anchor" not in stats[0] and stats[1]["anchor"] == 0.0  # the first G step starts at the anchor's faces
+    assert stats[2]["anchor"] > 0.0  # and leaves them
+    method, _ = _configured(tmp_path / "held")
+    assert [method._anchor_weight(s) for s in (0, 1, 3, 5, 9)] == [5.0, 5.0, 2.5, 0.0, 0.0]
+
+    assert _train("fader", tiny_cache, tmp_path / "fader", "--steps", 1) == 0
+    for wrong, words in (([f"anchor={json.dumps(str(tmp_path / 'fader' / 'model'))}", "anchor_weight=1"], "is a fader"),
+                         ([f"anchor={json.dumps(str(source / 'model'))}"], "anchor_weight"),
+                         (["anchor_weight=1"], "anchor=")):
+        capsys.readouterr()
+        settings = [arg for setting in wrong for arg in ("--set", setting)]
+        assert _train("cgan", tiny_cache, tmp_path / "wrong", "--steps", 1, *settings) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and len(err.splitlines()) == 1, err
+        assert not (tmp_path / "wrong").exists()
+
+
 def test_the_generators_learning_rate_ramps_up_after_the_discriminators_warmup(tiny_cache, tmp_path):
     """g_warmup: G's first steps after d_warmup are small (fresh Adam moments would take full-size ones)."""
     source = tmp_path / "source"

@@ -43,6 +43,10 @@ class CGANMethod(Method):
                  d_warmup: int = 0,            # First steps in which only D learns (a fresh D beside a trained G).
                  g_warmup: int = 0,            # Steps after d_warmup over which G's learning rate ramps up from 0
                                                # (fresh Adam moments take full-size steps: a trained G is shaken).
+                 anchor: str = "",             # A cGAN (shipped name or model folder) whose faces the generator
+                                               # is held near while a new discriminator learns (see below).
+                 anchor_weight: float = 0.0,   # Weight of the L1 distance to the anchor's faces (same z and y) ...
+                 anchor_steps: int = 0,        # ... falling linearly to 0 over this many steps after d_warmup.
                  batch_size: int = 64):        # Global batch size (for the EMA's per-step decay).
         super().__init__(attribute_names=attribute_names, size=size, prior=prior)
         if preset not in PRESETS:
@@ -73,6 +77,11 @@ class CGANMethod(Method):
         if d_warmup < 0 or g_warmup < 0:
             raise ValueError(f"d_warmup and g_warmup must be at least 0, got {d_warmup}, {g_warmup}")
         self.d_warmup, self.g_warmup = int(d_warmup), int(g_warmup)
+        if anchor_weight < 0 or anchor_steps < 0 or (anchor_weight > 0) != bool(anchor):
+            raise ValueError("an anchor needs anchor=<a cgan model> and anchor_weight > 0 (anchor_steps >= 0)")
+        self.anchor, self.anchor_weight, self.anchor_steps = anchor, float(anchor_weight), int(anchor_steps)
+        # Checked now: a wrong model stops before the run folder exists.
+        self.anchor_generator = anchor_generator(anchor, self.attribute_names, size) if anchor else None
 
     def configure(self, fabric) -> None:
         generator_cls, discriminator_cls = PRESETS[self.preset]
@@ -83,6 +92,8 @@ class CGANMethod(Method):
         self.G, self.opt_g = fabric.setup(G, opt_g)
         self.D, self.opt_d = fabric.setup(D, opt_d)
         self.G_ema = fabric.to_device(make_ema(G)) if self.use_ema else None
+        if self.anchor_generator is not None:
+            self.anchor_generator = fabric.to_device(self.anchor_generator)
         self.fabric = fabric
 
     def _fake_attributes(self, y: torch.Tensor) -> torch.Tensor:
@@ -153,8 +164,14 @@ class CGANMethod(Method):
         else:
             loss_g = -score_fake.mean()
             loss_aux_g = F.binary_cross_entropy_with_logits(logits_fake, y_fake)
+        loss_anchor, anchor_weight = None, self._anchor_weight(step)
+        if anchor_weight:  # the faces stay near the anchor's while the new discriminator is still a poor judge
+            with torch.no_grad():
+                x_anchor = self.anchor_generator(z, y_fake)
+            loss_anchor = (x_fake - x_anchor).abs().mean()
         self.opt_g.zero_grad(set_to_none=True)
-        self.fabric.backward(loss_g + self.aux_weight_g * loss_aux_g)
+        self.fabric.backward(loss_g + self.aux_weight_g * loss_aux_g
+                             + (anchor_weight * loss_anchor if loss_anchor is not None else 0.0))
         if self.g_warmup:  # a function of the step alone, so a resumed run ramps exactly as an unbroken one
             for group in self.opt_g.param_groups:
                 group["lr"] = self.lr_g * min(1.0, (step - self.d_warmup + 1) / self.g_warmup)
@@ -167,7 +184,17 @@ class CGANMethod(Method):
         losses["loss_g"] = loss_g
         if self.aux_weight:
             losses["aux_g"] = loss_aux_g
+        if loss_anchor is not None:
+            losses["anchor"] = loss_anchor
         return {k: v.detach() for k, v in losses.items()}
+
+    def _anchor_weight(self, step: int) -> float:
+        """anchor_weight until d_warmup ends, then falling linearly to 0 over anchor_steps (0: it never falls)."""
+        if self.anchor_generator is None:
+            return 0.0
+        if not self.anchor_steps:
+            return self.anchor_weight
+        return self.anchor_weight * min(1.0, max(0.0, 1.0 - (step - self.d_warmup) / self.anchor_steps))
 
     @torch.no_grad()
     def validate(self, x: torch.Tensor, y: torch.Tensor, training: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -283,3 +310,23 @@ def cgan_critic_state(source: str, attribute_names: list[str], d_kwargs: dict, *
         raise FacegenError(f"critic_from={source} is a discriminator {theirs} channels wide at 4x4; this critic is "
                            f"{d_kwargs['channels']}: set --set {width_option}={theirs}") from None
     return state
+
+
+def anchor_generator(name_or_path: str, attribute_names: list[str], size: int):
+    """A cGAN's generator, frozen, for the anchor term: the same attributes in the same order and the same size, else
+    one line that says what differs."""
+    from facegen.errors import FacegenError
+    from facegen.pretrained import load_pretrained
+
+    pretrained = load_pretrained(name_or_path)
+    if pretrained.kind != "cgan":
+        raise FacegenError(f"anchor={name_or_path} is a {pretrained.kind} model; the anchor is a cgan")
+    if pretrained.attribute_names != list(attribute_names) or pretrained.size != size:
+        raise FacegenError(f"anchor={name_or_path} draws {','.join(pretrained.attribute_names)} at "
+                           f"{pretrained.size} px; this model {','.join(attribute_names)} at {size} px")
+    generator = pretrained.modules["generator"].float().train()  # normalised by the batch, as the trained one is
+    for module in generator.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = 0.0  # ... while its running statistics stay as exported
+    generator.requires_grad_(False)
+    return generator
