@@ -1,15 +1,21 @@
-"""The shipped models give byte-identical outputs across refactors.
+"""The shipped models give the same outputs across refactors.
 
-The hashes in fixtures/shipped_outputs.json were recorded from the code as it
-was before a structural change (`python tests/test_shipped_outputs.py`
-writes them); a refactor that changes no behaviour leaves every one equal.
-Torch runs on one thread here, so the sums inside a convolution are added in
-the same order whatever the machine's core count.
+fixtures/shipped_outputs.json holds a fingerprint of each output, recorded
+from the code as it was before a structural change (`python
+tests/test_shipped_outputs.py` writes them): its shape, dtype and the means of
+up to 256 consecutive runs of its values. A refactor that changes no
+behaviour leaves every mean within rounding noise; a changed model, pipeline
+or preprocessing moves them by far more.
+
+Not bit-exact hashes: the same code gives other low bits on another CPU (the
+hashes recorded on a 2-core AMD EPYC with AVX2 differed on an Intel Xeon with
+AVX-512 and AMX, from the session-start code as much as from later code,
+in every model), so a hash would fail on the machine kind a CI run happens to
+get. Torch runs on one thread here, so sums are still added in one order.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -26,9 +32,31 @@ OTHER_PHOTO = HERE / "fixtures" / "custom" / "a.jpg"  # the shipped classifier r
 EDITORS = ("residual", "fader", "cvae")
 
 
-def _digest(array) -> str:
+RUNS = 256  # values are averaged over this many consecutive runs of the flattened output
+TOLERANCE = {"uint8": 0.5, "float": 2e-3}  # largest difference of a run's mean: a pixel level, a probability
+
+
+def _digest(array) -> dict:
+    """The fingerprint of an output: shape, dtype and the means of up to RUNS consecutive runs of its values."""
     array = np.ascontiguousarray(np.asarray(array))
-    return hashlib.sha256(str(array.dtype).encode() + str(array.shape).encode() + array.tobytes()).hexdigest()[:32]
+    values = array.astype(np.float64).ravel()
+    means = [float(run.mean()) for run in np.array_split(values, min(RUNS, values.size))]
+    return {"shape": list(array.shape), "dtype": str(array.dtype), "means": [round(m, 6) for m in means]}
+
+
+def _differences(now: dict, recorded: dict) -> list[str]:
+    """The outputs whose fingerprints differ beyond rounding noise, each with how."""
+    problems = []
+    for key, want in recorded.items():
+        have = now[key]
+        if (have["shape"], have["dtype"]) != (want["shape"], want["dtype"]):
+            problems.append(f"{key}: {have['dtype']}{have['shape']}, recorded {want['dtype']}{want['shape']}")
+            continue
+        tolerance = TOLERANCE["uint8" if want["dtype"] == "uint8" else "float"]
+        worst = float(np.max(np.abs(np.subtract(have["means"], want["means"])))) if want["means"] else 0.0
+        if worst > tolerance:
+            problems.append(f"{key}: a run's mean moved by {worst:.4g} (noise is under {tolerance})")
+    return problems
 
 
 def _judge(kind: str):
@@ -100,7 +128,7 @@ def test_shipped_model_outputs_are_unchanged(kind):
         pytest.skip(f"no outputs of the shipped {kind} were recorded before this code changed")
     needed = (kind,) + (("cgan",) if kind == "classifier" else ())  # the classifier judges the cGAN's faces
     now = shipped_outputs(needed)
-    assert {k: now[k] for k in mine} == mine
+    assert not _differences(now, mine), _differences(now, mine)
 
 
 if __name__ == "__main__":  # record: run from the code whose behaviour is the reference
