@@ -113,21 +113,23 @@ def save_pretrained(folder: str | Path, *, model: str, preset: str = "default", 
     training = None
     if training_modules:
         config[TRAINING_MODULES] = {name: kwargs for name, (kwargs, _) in training_modules.items()}
-        training = {f"{name}.{key}": value.detach().cpu().contiguous()
-                    for name, (_, module) in training_modules.items()
-                    for key, value in (module if isinstance(module, dict) else module.state_dict()).items()}
+        training = {name: module if isinstance(module, dict) else module.state_dict()
+                    for name, (_, module) in training_modules.items()}
     return _write_model(folder, tensors, config, training)
 
 
 def _write_model(folder: Path, tensors: dict[str, torch.Tensor], config: dict,
-                 training: dict[str, torch.Tensor] | None = None) -> Path:
-    """The weights, then the config, each atomically: a config names only weights already in place. A stale
-    training.safetensors (from an earlier export into the same folder) goes when the new config names none."""
+                 training: dict[str, dict[str, torch.Tensor]] | None = None) -> Path:
+    """The weights, then the config, each atomically: a config names only weights already in place. `training`
+    (module name -> state dict) goes into training.safetensors as it is; a stale one (from an earlier export into the
+    same folder) goes when the new config names none."""
     from safetensors.torch import save_file
 
     atomic_write(folder / WEIGHTS_NAME, lambda path: save_file(tensors, str(path), metadata={"format": FORMAT}))
     if training is not None:
-        atomic_write(folder / TRAINING_NAME, lambda path: save_file(training, str(path), metadata={"format": FORMAT}))
+        flat = {f"{name}.{key}": value.detach().cpu().contiguous()
+                for name, state in training.items() for key, value in state.items()}
+        atomic_write(folder / TRAINING_NAME, lambda path: save_file(flat, str(path), metadata={"format": FORMAT}))
     elif TRAINING_MODULES not in config:
         (folder / TRAINING_NAME).unlink(missing_ok=True)
     atomic_write(folder / CONFIG_NAME, lambda path: path.write_text(json.dumps(config, indent=2) + "\n"))
@@ -167,8 +169,7 @@ def save_latent_prior(folder: str | Path, prior: nn.Module, *, info: dict | None
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     training = load_training_modules(source) if TRAINING_MODULES in config else None
-    flat = {f"{name}.{key}": value for name, state in (training or {}).items() for key, value in state.items()}
-    return _write_model(folder, tensors, config, flat if training is not None else None)
+    return _write_model(folder, tensors, config, training)
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:

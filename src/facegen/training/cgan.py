@@ -79,7 +79,7 @@ class CGANMethod(Method):
         self.d_warmup, self.g_warmup = int(d_warmup), int(g_warmup)
         if anchor_weight < 0 or anchor_steps < 0 or (anchor_weight > 0) != bool(anchor):
             raise ValueError("an anchor needs anchor=<a cgan model> and anchor_weight > 0 (anchor_steps >= 0)")
-        self.anchor, self.anchor_weight, self.anchor_steps = anchor, float(anchor_weight), int(anchor_steps)
+        self.anchor_weight, self.anchor_steps = float(anchor_weight), int(anchor_steps)
         # Checked now: a wrong model stops before the run folder exists.
         self.anchor_generator = anchor_generator(anchor, self.attribute_names, size) if anchor else None
 
@@ -265,7 +265,9 @@ class CGANMethod(Method):
         mine = unwrap(self.G).state_dict()
         grown = dict(modules)
         for name in ("generator", "generator_ema"):
-            new = [key for key in mine if name in modules and key not in modules[name]]
+            if name not in modules:
+                continue
+            new = [key for key in mine if key not in modules[name]]
             if new and all(key.startswith("refine.") for key in new):
                 grown[name] = {**modules[name], **{key: mine[key] for key in new}}
         return grown
