@@ -120,6 +120,19 @@ def test_bf16_mixed_on_cpu_trains(tiny_cache, tmp_path):
     assert len(rows) == 2 and all(np.isfinite(row["loss_d"]) for row in rows)
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_native_bf16_says_it_is_slow(tiny_cache, tmp_path, monkeypatch, capsys, native):
+    from facegen.training import options
+
+    monkeypatch.setattr(options, "native_cpu_bf16", lambda: native)
+    assert options.precision_note("32-true", cpu=True) is None
+    assert options.precision_note("bf16-mixed", cpu=False) is None
+    assert run_cli(*_train_args("cgan", tiny_cache, tmp_path / "run", 1), "--accelerator", "cpu",
+                   "--precision", "bf16-mixed") == 0
+    said = "no native bfloat16" in capsys.readouterr().err
+    assert said == (not native)
+
+
 def test_fabric_run_flags_fill_what_facegen_was_not_told(monkeypatch):
     from facegen.errors import FacegenError
     from facegen.training.loop import fabric_settings

@@ -30,6 +30,7 @@ import inspect
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -320,11 +321,14 @@ def _start_fabric(run_dir: Path, *, accelerator, devices, num_nodes, strategy, p
     from lightning.fabric import Fabric
     from lightning.fabric.loggers import TensorBoardLogger
 
-    from facegen.training.options import check_precision
+    from facegen.training.options import check_precision, precision_note
 
     cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available()
                                    and not torch.backends.mps.is_available())
     check_precision(precision, cpu=cpu)  # again, now that "auto" has found (or not) a GPU
+    note = precision_note(precision, cpu=cpu)
+    if note and os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("RANK", "0") == "0":  # said once
+        print(f"facegen: {note}", file=sys.stderr)
     try:
         fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
                         precision=precision,

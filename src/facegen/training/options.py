@@ -158,6 +158,25 @@ def check_precision(precision: str, *, cpu: bool) -> None:
         raise FacegenError(f"--precision {precision} needs a GPU; on CPU use 32-true (fastest there) or bf16-mixed")
 
 
+def native_cpu_bf16() -> bool:
+    """Whether this CPU runs bfloat16 convolutions natively (AVX512-BF16, AMX, or AVX-512 oneDNN kernels); on others
+    (AVX2 only, e.g. the AMD EPYCs of ../shared/MEASURED.md) bf16 is emulated, several times slower than fp32."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
+def precision_note(precision: str, *, cpu: bool) -> str | None:
+    """One line to print before a CPU run whose precision will be slower than 32-true, else None."""
+    if cpu and str(precision).startswith("bf16") and not native_cpu_bf16():
+        return (f"--precision {precision}: this CPU has no native bfloat16 (AVX512-BF16 or AMX), so it is emulated "
+                "and several times slower than 32-true")
+    return None
+
+
 def check_batch_split(batch_size: int, processes: int, why: str = "") -> None:
     """Every process takes an equal share of each global batch.
 
