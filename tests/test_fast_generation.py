@@ -56,6 +56,24 @@ def test_a_generator_widened_at_high_resolution_folds_and_trains_from_the_recipe
     assert model.modules["generator"].level_shape(8) == (16, 8, 8)  # 32 -> 16 at 8x8: the narrowest level set by it
 
 
+@pytest.mark.parametrize("blocks", [1, 2])
+def test_refine_blocks_fold_to_the_same_faces(blocks):
+    """Their BatchNorms stay a per-sample scale and shift in the fold (the block's input is also its skip): trained
+    statistics and non-zero last convolutions must still give the plain generator's faces."""
+    torch.manual_seed(blocks)
+    plain = _trained_looking(Generator(n_attributes=4, size=16, channels=32, refine_blocks=blocks), seed=blocks)
+    with torch.no_grad():
+        for block in plain.refine:
+            torch.nn.init.normal_(block.conv2.weight, std=0.1)  # zero at first: the blocks would be the identity
+    z, y = torch.randn(3, plain.z_dim), torch.rand(3, 4) * 2 - 0.5
+    with torch.no_grad():
+        expected, got = plain(z, y), FoldedGenerator(plain)(z, y)
+    assert (got - expected).abs().max() < TOLERANCE
+    with torch.no_grad():
+        h = torch.zeros(1, plain.refine[0].conv1.in_channels, 8, 8)
+        assert (plain.refine[0](h, y[:1]) != 0).any()  # the blocks do change what is drawn
+
+
 def test_the_phase_convolution_is_the_transposed_convolution():
     weight, x = torch.randn(8, 5, 4, 4), torch.randn(2, 8, 6, 7)
     expected = F.conv_transpose2d(x, weight, stride=2, padding=1)

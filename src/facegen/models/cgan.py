@@ -145,6 +145,9 @@ class FoldedGenerator(nn.Module):
       page faults on a new 34 MB buffer at batch 256).
     - Activations are channels_last, the layout in which oneDNN's transposed
       convolutions run fastest on our CPUs.
+    - Refine blocks' BatchNorms cannot fold into the convolution before them
+      (the block's input is also its skip), so theirs stay a per-sample scale
+      and shift too, one multiply-add each.
     - The last layer, 32 -> 3 channels, is a 2x2 convolution that gives each
       of the four output pixels of a 2x2 block its own 3 channels, then an
       interleave: oneDNN's transposed convolution with 3 output channels ran
@@ -166,26 +169,30 @@ class FoldedGenerator(nn.Module):
         super().__init__()
         G = generator
         self.n_attributes, self.size, self.z_dim = G.n_attributes, G.size, G.z_dim
-        norms = [G.norm0, *G.norms]
+        main = [G.norm0, *G.norms]  # each folds its 1 / std into the layer before it
+        blocks = [norm for block in G.refine for norm in (block.norm1, block.norm2)]  # a residual's input is also
+        norms = main + blocks                                                           # its skip: they cannot
         self.widths = [norm.norm.num_features for norm in norms]  # channels of each normalised level
+        self.n_main = len(main)
         self.fc, self.ups = copy.deepcopy(G.fc), copy.deepcopy(G.ups)
-        self.refine = copy.deepcopy(G.refine).eval()  # run as they are: their input is also their skip
+        self.refine = nn.ModuleList(nn.ModuleList([copy.deepcopy(b.conv1), copy.deepcopy(b.conv2)]) for b in G.refine)
         self.style = nn.Linear(self.n_attributes, 2 * sum(self.widths))
         self.to_rgb = nn.Conv2d(G.to_rgb.in_channels, 4 * 3, 2, padding=1)
         with torch.no_grad():
-            # norm(h) = h * inv_std + offset, and inv_std moves into the weights that made h.
+            # norm(h) = h * inv_std + offset; on the main path inv_std moves into the weights that made h.
             inv_stds = [torch.rsqrt(norm.norm.running_var + norm.norm.eps) for norm in norms]
             offsets = [-norm.norm.running_mean * inv_std for norm, inv_std in zip(norms, inv_stds)]
+            kept = [torch.ones_like(s) for s in inv_stds[:self.n_main]] + inv_stds[self.n_main:]  # what stays here
             self.fc.weight.view(self.widths[0], 16, -1).mul_(inv_stds[0][:, None, None])  # fc's outputs are (C0, 4, 4)
             self.fc.bias.view(self.widths[0], 16).mul_(inv_stds[0][:, None])
-            for up, inv_std in zip(self.ups, inv_stds[1:]):
+            for up, inv_std in zip(self.ups, inv_stds[1:self.n_main]):
                 up.weight.mul_(inv_std[None, :, None, None])  # (C_in, C_out, 4, 4)
             # (h * inv_std + offset) * (1 + gain(y)) + bias(y) = h * scale(y) + shift(y), both linear in y.
             self.style.weight.copy_(torch.cat(
-                [norm.gain.weight for norm in norms]
+                [k[:, None] * norm.gain.weight for norm, k in zip(norms, kept)]
                 + [offset[:, None] * norm.gain.weight + norm.bias.weight for norm, offset in zip(norms, offsets)]))
             self.style.bias.copy_(torch.cat(
-                [1.0 + norm.gain.bias for norm in norms]
+                [k * (1.0 + norm.gain.bias) for norm, k in zip(norms, kept)]
                 + [offset * (1.0 + norm.gain.bias) + norm.bias.bias for norm, offset in zip(norms, offsets)]))
             self.to_rgb.weight.copy_(phase_weights(G.to_rgb.weight))
             self.to_rgb.bias.copy_(G.to_rgb.bias.repeat(4))
@@ -200,12 +207,15 @@ class FoldedGenerator(nn.Module):
         scales, shifts = scales.split(self.widths, dim=1), shifts.split(self.widths, dim=1)
         h = self.fc(torch.cat([z, y], dim=1)).view(z.shape[0], -1, 4, 4)  # (B, C0, 4, 4)
         h = h.contiguous(memory_format=torch.channels_last)
-        for i, (scale, shift) in enumerate(zip(scales, shifts)):
+        for i in range(self.n_main):
             if i:
                 h = self.ups[i - 1](h)  # (B, C/2, 2H, 2W), channels_last
-            h = torch.addcmul(shift, h, scale, out=h).relu_()
-        for block in self.refine:
-            h = block(h, y)
+            h = torch.addcmul(shifts[i], h, scales[i], out=h).relu_()
+        for j, (conv1, conv2) in enumerate(self.refine):  # h + conv2(relu(cbn2(conv1(relu(cbn1(h))))))
+            k = self.n_main + 2 * j
+            r = conv1(torch.addcmul(shifts[k], h, scales[k]).relu_())
+            r = torch.addcmul(shifts[k + 1], r, scales[k + 1], out=r).relu_()
+            h = h.add_(conv2(r))
         return interleave_phases(self.to_rgb(h)).tanh_()  # (B, 3, size, size), contiguous
 
 
