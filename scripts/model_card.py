@@ -38,7 +38,8 @@ def card(name: str, run: Path, metrics: Path | None, note: str) -> str:
         f"{last['seconds'] / 60:.0f} minutes of training-step time on "
         + ("one thread of a 2-core CPU shared with other training runs" if threads == 1
            else f"{threads} threads of a 2-core CPU")
-        + f" (`--threads {threads}`), seed {options['seed']}.",
+        + f" (`--threads {threads}`"
+        + (f", `--precision {options['precision']}`" if _precision(options) else "") + f"), seed {options['seed']}.",
         *_started_from(options),
         f"- **Settings:** `{json.dumps(options.get('method_options') or {})}` on top of the recipe's defaults; "
         f"the full options are in `training_options.json` of the run.",
@@ -51,6 +52,7 @@ def card(name: str, run: Path, metrics: Path | None, note: str) -> str:
         + (f"--batch-size {options['batch_size']} " if options["batch_size"] != 64 else "")
         + " ".join(f"--set {k}={json.dumps(v)}" for k, v in (options.get("method_options") or {}).items())
         + (f" --init-from {options['init_from']}" if options.get("init_from") else "")
+        + (f" --precision {options['precision']}" if _precision(options) else "")
         + f" --threads {threads}`", "",
     ]
     if metrics and metrics.is_file():
@@ -76,6 +78,11 @@ def card(name: str, run: Path, metrics: Path | None, note: str) -> str:
     if note:
         lines += [note.strip(), ""]
     return "\n".join(lines)
+
+
+def _precision(options: dict) -> bool:
+    """Whether the run trained in another precision than the default float32."""
+    return str(options.get("precision", "32-true")) not in ("32-true", "32")
 
 
 def _started_from(options: dict) -> list[str]:
