@@ -170,8 +170,9 @@ class FoldedGenerator(nn.Module):
         G = generator
         self.n_attributes, self.size, self.z_dim = G.n_attributes, G.size, G.z_dim
         main = [G.norm0, *G.norms]  # each folds its 1 / std into the layer before it
-        blocks = [norm for block in G.refine for norm in (block.norm1, block.norm2)]  # a residual's input is also
-        norms = main + blocks                                                           # its skip: they cannot
+        # A refine block's input is also its skip, so its norms keep their 1 / std in the per-sample scale.
+        blocks = [norm for block in G.refine for norm in (block.norm1, block.norm2)]
+        norms = main + blocks
         self.widths = [norm.norm.num_features for norm in norms]  # channels of each normalised level
         self.n_main = len(main)
         self.fc, self.ups = copy.deepcopy(G.fc), copy.deepcopy(G.ups)

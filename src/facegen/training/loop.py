@@ -326,9 +326,6 @@ def _start_fabric(run_dir: Path, *, accelerator, devices, num_nodes, strategy, p
     cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available()
                                    and not torch.backends.mps.is_available())
     check_precision(precision, cpu=cpu)  # again, now that "auto" has found (or not) a GPU
-    note = precision_note(precision, cpu=cpu)
-    if note and os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("RANK", "0") == "0":  # said once
-        print(f"facegen: {note}", file=sys.stderr)
     try:
         fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
                         precision=precision,
@@ -343,6 +340,9 @@ def _start_fabric(run_dir: Path, *, accelerator, devices, num_nodes, strategy, p
     if started > 1 and fabric.world_size != started:  # else each process would train alone, into the same folder
         raise FacegenError(f"the launcher started {started} processes but facegen was told --devices {devices} "
                            f"--num-nodes {num_nodes}; give the devices per node and the nodes the launcher has")
+    note = precision_note(precision, cpu=cpu)
+    if note and fabric.global_rank == 0:  # said once, not by every process
+        print(f"facegen: {note}", file=sys.stderr)
     return fabric
 
 
