@@ -155,7 +155,8 @@ def _check_devices(options: dict) -> dict:
 def check_precision(precision: str, *, cpu: bool) -> None:
     """16-bit floats need a GPU (on a CPU, Fabric would quietly switch to bf16 instead)."""
     if str(precision).startswith("16") and cpu:
-        raise FacegenError(f"--precision {precision} needs a GPU; on CPU use 32-true or bf16-mixed (the faster one on CPUs with AMX)")
+        raise FacegenError(f"--precision {precision} needs a GPU; on CPU use 32-true or bf16-mixed "
+                           "(the faster one on CPUs with AMX)")
 
 
 def native_cpu_bf16() -> bool:
