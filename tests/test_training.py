@@ -121,11 +121,66 @@ def test_balanced_fake_rows_ask_for_rare_attributes_half_the_time():
         CGANMethod(attribute_names=["Eyeglasses"], size=64, prior=prior, balance=1.5)
 
 
+def test_balanced_real_photos_follow_the_distribution_of_balanced_fake_rows():
+    import numpy as np
+
+    from facegen.attributes import AttributePrior
+    from facegen.training.cgan import CGANMethod
+
+    rng = np.random.default_rng(0)
+    labels = np.zeros((400, 3), dtype=np.uint8)  # Eyeglasses on 6%, Young on 78%, Smiling on half, correlated
+    labels[:24, 0] = 1
+    labels[:, 1] = rng.random(400) < np.where(labels[:, 0] == 1, 0.3, 0.8)
+    labels[:, 2] = rng.random(400) < 0.5
+    names = ["Eyeglasses", "Young", "Smiling"]
+    prior = AttributePrior.from_labels(labels, names)
+    method = CGANMethod(attribute_names=names, size=64, prior=prior, balance=1.0, balance_real=1.0)
+    weights = method.real_weights(labels)
+    p = weights / weights.sum()
+    torch.manual_seed(0)
+    rows = method._balanced_rows(60_000, "cpu").numpy()
+    # The same marginals and the same pairwise co-occurrences as the fake rows the generator is asked for.
+    for a in range(3):
+        assert abs(p @ labels[:, a] - rows[:, a].mean()) < 0.01, names[a]
+        for b in range(a + 1, 3):
+            assert abs(p @ (labels[:, a] & labels[:, b]) - (rows[:, a] * rows[:, b]).mean()) < 0.01
+    assert p @ labels[:, 0] > 0.2  # glasses photos come up far more often than their 6%
+    half = CGANMethod(attribute_names=names, size=64, prior=prior, balance_real=0.5).real_weights(labels)
+    assert np.allclose(half / half.sum(), 0.5 / 400 + 0.5 * p)
+    assert CGANMethod(attribute_names=names, size=64, prior=prior).real_weights(labels) is None  # plain epochs
+    with pytest.raises(ValueError, match="balance_real"):
+        CGANMethod(attribute_names=names, size=64, prior=prior, balance_real=-0.1)
+
+
+def test_weighted_batches_are_drawn_by_weight_and_the_same_on_any_number_of_processes():
+    import numpy as np
+
+    from facegen.training.method import Batches
+
+    images = np.arange(20, dtype=np.uint8).reshape(20, 1, 1, 1).repeat(3, axis=3)  # image i is all i
+    labels = np.arange(20, dtype=np.uint8)[:, None]
+    weights = np.where(np.arange(20) < 5, 3.0, 0.0)  # only the first five, evenly
+    weights[5] = 1.0  # and image 5 a third as often as each of them
+
+    def seen(world: int, step: int) -> list[int]:
+        parts = [Batches(images, labels, np.arange(20), batch_size=8, seed=3, rank=r, world_size=world,
+                         flip=False, weights=weights)(step) for r in range(world)]
+        return sorted(int(v) for _, y in parts for v in y[:, 0])
+
+    counts = np.bincount([i for step in range(400) for i in seen(1, step)], minlength=20)
+    assert counts[6:].sum() == 0 and counts[:5].min() > 500
+    assert abs(counts[5] / counts[:5].mean() - 1 / 3) < 0.08
+    for step in (0, 7, 1000):
+        assert seen(1, step) == seen(2, step) == seen(4, step)
+    assert seen(1, 0) != seen(1, 1)
+
+
 def test_cgan_trains_with_balanced_rows_and_its_own_auxiliary_weight(tiny_cache, tmp_path, capsys):
     run = tmp_path / "run"
-    assert _train(tiny_cache, run, "--set", "balance=0.5", "--set", "aux_weight_g=2.0") == 0
+    assert _train(tiny_cache, run, "--set", "balance=0.5", "--set", "aux_weight_g=2.0",
+                  "--set", "balance_real=0.5") == 0
     options = json.loads((run / "training_options.json").read_text())["method_options"]
-    assert options["balance"] == 0.5 and options["aux_weight_g"] == 2.0
+    assert options["balance"] == 0.5 and options["aux_weight_g"] == 2.0 and options["balance_real"] == 0.5
     assert all(torch.isfinite(torch.tensor(row["aux_g"])) for row in logged_losses(run))
     assert _train(tiny_cache, tmp_path / "bad", "--set", "balance=2") == 2
     assert "balance must be in [0, 1]" in capsys.readouterr().err

@@ -8,6 +8,7 @@ augmentation, no auxiliary head, no EMA.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -37,6 +38,8 @@ class CGANMethod(Method):
                  aux_weight: float = 1.0,      # Weight of the auxiliary attribute loss (default preset).
                  aux_weight_g: float | None = None,  # The generator's auxiliary weight (default: aux_weight).
                  balance: float = 0.0,         # Share of fake label rows drawn attribute-balanced (see below).
+                 balance_real: float = 0.0,    # Share of real photos drawn the same way (see real_weights); set it
+                                               # to `balance` and real and fake rows follow one distribution.
                  augment: str = "translation",  # DiffAugment policy ('' for none; also cutout, color).
                  ema_kimg: float = 10.0,       # Half-life of the generator EMA, in thousands of images.
                  ema_rampup: float = 0.05,     # EMA half-life at most this fraction of images seen so far.
@@ -71,6 +74,9 @@ class CGANMethod(Method):
         if not 0.0 <= balance <= 1.0:
             raise ValueError(f"balance must be in [0, 1], got {balance}")
         self.balance = 0.0 if study else balance
+        if not 0.0 <= balance_real <= 1.0:
+            raise ValueError(f"balance_real must be in [0, 1], got {balance_real}")
+        self.balance_real = 0.0 if study else balance_real
         self.augment = "" if study else augment
         self.use_ema = not study
         self.ema_kimg, self.ema_rampup, self.batch_size = ema_kimg, ema_rampup, batch_size
@@ -122,6 +128,31 @@ class CGANMethod(Method):
         weights = counts * agree  # an attribute never 1 (or 0) in the labels falls back to all rows
         weights = torch.where(weights.sum(1, keepdim=True) > 0, weights, counts.expand_as(weights))
         return patterns[torch.multinomial(weights, 1).squeeze(1)]  # (n, A)
+
+    def real_weights(self, labels: np.ndarray) -> np.ndarray | None:
+        """With `balance_real` > 0, draw that share of the real photos the way `_balanced_rows` draws fake rows.
+
+        Rows drawn by `_balanced_rows` follow a fixed distribution over label
+        patterns; real photos drawn with these weights follow the same one, so
+        the critic no longer learns that a row with glasses is more likely a
+        fake (10% of balanced rows have them, 6% of the photos), and its
+        attribute head sees the rare values as often as the generator is asked
+        for them. Photo i with labels l_i gets (1 - b)/N for the plain share,
+        plus b/(2A) * sum over attributes a of 1/N(a, l_ia), where N(a, v) is
+        the number of photos whose attribute a is v (all N where that is 0).
+        """
+        if not self.balance_real:
+            return None
+        labels = np.asarray(labels) > 0.5  # (N, A)
+        n = len(labels)
+        weights = np.full(n, (1.0 - self.balance_real) / n)
+        share = self.balance_real / (2 * labels.shape[1])
+        for a in range(labels.shape[1]):
+            for value in (False, True):
+                agree = labels[:, a] == value
+                count = int(agree.sum())
+                weights += share * agree / count if count else share / n
+        return weights
 
     def _discriminate(self, x: torch.Tensor, y: torch.Tensor):
         if self.augment:

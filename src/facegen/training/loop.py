@@ -111,13 +111,14 @@ def training_loop(
     if len(train_index) < batch_size:
         raise FacegenError(f"--batch-size {batch_size} is more than the {len(train_index)} training images of "
                            f"{cache.path}; use at most {len(train_index)}")
-    batches = Batches(cache.images, labels, train_index, batch_size=batch_size, seed=seed, rank=rank, world_size=world)
+    method = build_method(method_class(model), attribute_names=attributes, size=size, prior=prior,
+                          batch_size=batch_size, steps=steps, method_options=method_options)
+    batches = Batches(cache.images, labels, train_index, batch_size=batch_size, seed=seed, rank=rank, world_size=world,
+                      weights=method.real_weights(labels[train_index]))
     fixed_index = valid_index[:64]
     fixed = FixedBatch(x=to_tensor(cache.images[fixed_index]), y=torch.from_numpy(labels[fixed_index].astype(np.float32)),
                        seed=seed)
 
-    method = build_method(method_class(model), attribute_names=attributes, size=size, prior=prior,
-                          batch_size=batch_size, steps=steps, method_options=method_options)
     torch.manual_seed(seed)  # the same initial weights on every process
     method.configure(fabric)
 

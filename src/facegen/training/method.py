@@ -33,23 +33,37 @@ class Batches:
     every world_size-th image of that slice. The order depends only on the
     seed and the step, so a run resumed on a different number of devices sees
     the same global batches.
+
+    With `weights` (one per index, any positive scale) there are no epochs:
+    the global batch of step s is drawn with replacement from a generator
+    seeded by (seed, s), image i with probability proportional to weights[i].
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray, *, batch_size: int,
-                 seed: int, rank: int = 0, world_size: int = 1, flip: bool = True):
+                 seed: int, rank: int = 0, world_size: int = 1, flip: bool = True, weights: np.ndarray | None = None):
         assert batch_size % world_size == 0, f"batch size {batch_size} must divide among {world_size} processes"
         assert len(indices) >= batch_size, f"{len(indices)} training images are fewer than one batch of {batch_size}"
         self.images, self.labels, self.indices = images, labels, np.asarray(indices)
         self.batch_size, self.seed, self.rank, self.world_size, self.flip = batch_size, seed, rank, world_size, flip
         self.steps_per_epoch = len(self.indices) // batch_size
         self._epoch, self._order = -1, self.indices
+        self.p = None
+        if weights is not None:
+            weights = np.asarray(weights, dtype=np.float64)
+            assert weights.shape == self.indices.shape and (weights >= 0).all() and weights.sum() > 0, \
+                "weights must be one non-negative number per index, not all 0"
+            self.p = weights / weights.sum()
 
     def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """x (b, 3, S, S) float in [-1, 1] and y (b, A) float in {0, 1} for this process at `step`."""
-        epoch, position = divmod(step, self.steps_per_epoch)
-        if epoch != self._epoch:
-            self._epoch, self._order = epoch, np.random.default_rng([self.seed, epoch]).permutation(self.indices)
-        chosen = self._order[position * self.batch_size:(position + 1) * self.batch_size][self.rank::self.world_size]
+        if self.p is not None:
+            drawn = np.random.default_rng([self.seed, step, 2]).choice(self.indices, self.batch_size, p=self.p)
+            chosen = drawn[self.rank::self.world_size]
+        else:
+            epoch, position = divmod(step, self.steps_per_epoch)
+            if epoch != self._epoch:
+                self._epoch, self._order = epoch, np.random.default_rng([self.seed, epoch]).permutation(self.indices)
+            chosen = self._order[position * self.batch_size:(position + 1) * self.batch_size][self.rank::self.world_size]
         order = np.argsort(chosen)  # read the memory map in file order, then restore the batch order
         pixels = np.empty((len(chosen),) + self.images.shape[1:], dtype=np.uint8)
         pixels[order] = self.images[chosen[order]]
@@ -105,6 +119,11 @@ class Method:
         """Modules that inference never uses but a later run needs to go on training the export (a GAN's critic), in
         `export`'s form; they are saved beside the model (`save_pretrained`'s training_modules). Default: none."""
         return {}
+
+    def real_weights(self, labels: np.ndarray) -> np.ndarray | None:
+        """How often the loop draws each training image, given their labels (N, A) in {0, 1}: weights (N,) of any
+        positive scale, or None (default) for plain epochs, every image once each."""
+        return None
 
     def validate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """Held-out measures (logged as val/NAME) of images x (n, 3, S, S) and labels y (n, A); see `validates`."""
