@@ -19,7 +19,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from facegen.errors import FacegenError
 from facegen.metrics.judge import Judge
+from facegen.metrics.protocols import control_requests
 from facegen.pipelines.generate import GenerationPipeline
 from facegen.pretrained import load_pretrained
 
@@ -27,15 +29,10 @@ from facegen.pretrained import load_pretrained
 def doubted_faces(model: str, attribute: str, value: int, n: int = 200, show: int = 64, decision: str = "plain"):
     """(faces (show, H, W, 3) uint8, their judge probabilities, the protocol's hit rate over all n)."""
     pretrained = load_pretrained(model)
+    if attribute not in pretrained.prior.names:
+        raise FacegenError(f"{model} has no attribute {attribute}; it knows {', '.join(pretrained.prior.names)}")
     judge = Judge("classifier", decision=decision)
-    names = list(pretrained.prior.names)
-    column = names.index(attribute)
-    # The streams of protocols.attribute_control for (seed 0, this attribute, this value).
-    rng = np.random.default_rng([0, column, value])
-    generator = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
-    y = np.asarray(pretrained.prior.sample({attribute: float(value)}, n, rng), dtype=np.float32)  # (n, A)
-    y[:, column] = value
-    y = torch.from_numpy(y)
+    y, generator = control_requests(pretrained.prior, attribute, value, n)  # the protocol's rows and streams
     pipe = GenerationPipeline(pretrained)
     with torch.no_grad():
         x = torch.cat([pipe.sample(y[start:start + 100], generator) for start in range(0, n, 100)])  # (n, 3, H, W)
@@ -67,7 +64,11 @@ def main() -> None:
     parser.add_argument("--judge", choices=("plain", "balanced"), default="plain", help="the judge's decision")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    faces, probs, hit_rate = doubted_faces(args.model, args.attribute, args.value, show=args.show, decision=args.judge)
+    try:
+        faces, probs, hit_rate = doubted_faces(args.model, args.attribute, args.value, show=args.show,
+                                               decision=args.judge)
+    except FacegenError as error:
+        parser.exit(2, f"judge_doubts: {error}\n")
     sheet(faces, 8 if len(faces) <= 64 else 16).save(args.out)
     print(f"{args.model} {args.attribute}={args.value}: the judge agrees on {hit_rate:.1%} of 200 faces; "
           f"probabilities of the {len(faces)} shown, least convinced first: {' '.join(f'{p:.2f}' for p in probs)}")

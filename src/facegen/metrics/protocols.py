@@ -74,6 +74,20 @@ def _check_images_and_labels(x: torch.Tensor, y: torch.Tensor, names: Sequence[s
                          f"got {tuple(y.shape)}")
 
 
+def control_requests(prior: PriorLike, name: str, value: int, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Generator]:
+    """The (n, A) attribute rows that `attribute_control` asks for `name` = value, and the generator its faces are
+    drawn with: its own streams from (seed, the attribute's column, value), so that anyone can redraw those faces."""
+    prior_names = list(prior.names)
+    column = prior_names.index(name)
+    rng = np.random.default_rng([seed, column, value])
+    generator = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
+    y = np.asarray(prior.sample({name: float(value)}, n, rng), dtype=np.float32)  # (n, A)
+    if y.shape != (n, len(prior_names)):
+        raise ValueError(f"prior.sample returned {y.shape}, expected ({n}, {len(prior_names)})")
+    y[:, column] = value  # the protocol's request, whatever the prior did with it
+    return torch.from_numpy(y), generator
+
+
 def attribute_control(sample_fn: SampleFn, prior: PriorLike, attributes: Sequence[str],
                       classifier_fn: ClassifierFn, classifier_names: Sequence[str], *,
                       n_per_value: int = 200, batch_size: int = 100, seed: int = 0) -> dict[str, dict]:
@@ -94,16 +108,9 @@ def attribute_control(sample_fn: SampleFn, prior: PriorLike, attributes: Sequenc
     columns = classifier_columns(attributes, classifier_names)
     results: dict[str, dict] = {}
     for name, column in zip(attributes, columns):
-        model_column = prior_names.index(name)
         per_value = {}
         for value in (1, 0):
-            rng = np.random.default_rng([seed, model_column, value])
-            generator = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
-            y = np.asarray(prior.sample({name: float(value)}, n_per_value, rng), dtype=np.float32)  # (n, A)
-            if y.shape != (n_per_value, len(prior_names)):
-                raise ValueError(f"prior.sample returned {y.shape}, expected ({n_per_value}, {len(prior_names)})")
-            y[:, model_column] = value  # the protocol's request, whatever the prior did with it
-            y = torch.from_numpy(y)
+            y, generator = control_requests(prior, name, value, n_per_value, seed)
             probs = []
             with torch.no_grad():
                 for start in range(0, n_per_value, batch_size):
