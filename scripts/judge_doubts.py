@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
-from PIL import Image
 
+from facegen.data.images import make_grid, to_uint8
 from facegen.errors import FacegenError
 from facegen.metrics.judge import Judge
 from facegen.metrics.protocols import control_requests
@@ -35,23 +34,12 @@ def doubted_faces(model: str, attribute: str, value: int, n: int = 200, show: in
     y, generator = control_requests(pretrained.prior, attribute, value, n)  # the protocol's rows and streams
     pipe = GenerationPipeline(pretrained)
     with torch.no_grad():
+        # In batches of 100, as attribute_control draws them: the generator's stream depends on it.
         x = torch.cat([pipe.sample(y[start:start + 100], generator) for start in range(0, n, 100)])  # (n, 3, H, W)
         prob = judge(x)[:, judge.names.index(attribute)]  # (n,)
     hits = (prob > 0.5) == bool(value)  # the balanced judge's probabilities carry its offset already
     order = torch.argsort(prob if value else -prob)[:show]
-    faces = ((x[order].clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()  # (show, H, W, 3)
-    return faces, prob[order].numpy(), float(hits.float().mean())
-
-
-def sheet(faces: np.ndarray, columns: int) -> Image.Image:
-    """Faces on a white sheet, `columns` to a row, 2 px apart."""
-    size = faces.shape[1]
-    rows = -(-len(faces) // columns)
-    grid = np.full((rows * (size + 2), columns * (size + 2), 3), 255, np.uint8)
-    for k, face in enumerate(faces):
-        r, c = divmod(k, columns)
-        grid[r * (size + 2):r * (size + 2) + size, c * (size + 2):c * (size + 2) + size] = face
-    return Image.fromarray(grid)
+    return to_uint8(x[order]), prob[order].numpy(), float(hits.float().mean())  # faces (show, H, W, 3)
 
 
 def main() -> None:
@@ -69,7 +57,7 @@ def main() -> None:
                                                decision=args.judge)
     except FacegenError as error:
         parser.exit(2, f"judge_doubts: {error}\n")
-    sheet(faces, 8 if len(faces) <= 64 else 16).save(args.out)
+    make_grid(faces, nrow=8 if len(faces) <= 64 else 16).save(args.out)
     print(f"{args.model} {args.attribute}={args.value}: the judge agrees on {hit_rate:.1%} of 200 faces; "
           f"probabilities of the {len(faces)} shown, least convinced first: {' '.join(f'{p:.2f}' for p in probs)}")
 

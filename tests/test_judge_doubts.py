@@ -37,11 +37,3 @@ def test_the_doubted_faces_are_the_control_protocols_own():
         again = judge(x)[:, judge.names.index("Eyeglasses")].numpy()
         assert np.allclose(again, probs, atol=0.05)  # up to the faces' rounding to 8 bits
 
-
-def test_the_sheet_puts_faces_in_rows():
-    doubts = _script()
-    faces = np.zeros((10, 4, 4, 3), np.uint8)
-    faces[9] = 7
-    sheet = np.asarray(doubts.sheet(faces, 8))
-    assert sheet.shape == (2 * 6, 8 * 6, 3)
-    assert (sheet[6:10, 6:10] == 7).all() and (sheet[6:10, 12:16] == 255).all()
